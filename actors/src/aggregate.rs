@@ -1,0 +1,82 @@
+//! The aggregate abstraction: a pure state machine per business entity.
+//!
+//! `decide` holds every business rule and answers a command with the events it
+//! causes or a typed rejection; `apply` folds one event into the state and never
+//! fails. Neither touches a disk or a broker, so every rule is testable with
+//! [`crate::testing::AggregateTest`] alone.
+
+use ordersaga_events::reply::ReasonCode;
+use ordersaga_events::topics::Service;
+use ordersaga_events::{StreamKind, Versioned};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
+use uuid::Uuid;
+
+/// A change to a store-wide uniqueness index, made in the same transaction as
+/// the event that causes it (for example: one user per email address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UniqueChange {
+    /// Take `key` in `index`; the append fails if another stream holds it.
+    Claim {
+        /// The index name, e.g. `user-email`.
+        index: &'static str,
+        /// The unique value.
+        key: String,
+    },
+    /// Free `key` in `index` (only if this stream holds it).
+    Release {
+        /// The index name.
+        index: &'static str,
+        /// The unique value.
+        key: String,
+    },
+}
+
+/// An event-sourced aggregate.
+pub trait Aggregate:
+    Default + Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Unpin + 'static
+{
+    /// What callers ask for.
+    type Command: Clone + Debug + Send + 'static;
+    /// What happened; persisted and published.
+    type Event: Versioned + Clone + Debug + PartialEq + Send + Sync + 'static;
+    /// Why a command was refused.
+    type Rejection: ReasonCode + Clone + Debug + PartialEq + Send + 'static;
+
+    /// The stream kind this aggregate's events are stored under.
+    const KIND: StreamKind;
+    /// The service that owns this aggregate.
+    const SERVICE: Service;
+
+    /// The id of the aggregate instance a command addresses.
+    fn aggregate_id(command: &Self::Command) -> Uuid;
+
+    /// Every business rule: the events `command` causes, or why it is refused.
+    fn decide(&self, command: &Self::Command) -> Result<Vec<Self::Event>, Self::Rejection>;
+
+    /// Folds one event into the state. Never fails: events are facts.
+    fn apply(&mut self, event: &Self::Event);
+
+    /// Uniqueness index changes an event makes (none by default).
+    fn unique_changes(event: &Self::Event) -> Vec<UniqueChange> {
+        let _ = event;
+        Vec::new()
+    }
+
+    /// The rejection for a [`UniqueChange::Claim`] that another stream holds.
+    /// `None` (the default) treats it as an internal error.
+    fn unique_violation(index: &str, key: &str) -> Option<Self::Rejection> {
+        let _ = (index, key);
+        None
+    }
+
+    /// Applies events in order to a default state: the state replay yields.
+    fn from_events<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self {
+        let mut state = Self::default();
+        for event in events {
+            state.apply(event);
+        }
+        state
+    }
+}

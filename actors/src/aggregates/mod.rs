@@ -1,0 +1,12 @@
+//! The three aggregates, one file each.
+//!
+//! Each is a pure state machine: `decide` holds every rule, `apply` folds an
+//! event in and never fails, so replaying any stored stream always succeeds.
+
+mod inventory;
+mod order;
+mod user;
+
+pub use inventory::{Product, Reservation, ReservationState};
+pub use order::Order;
+pub use user::{ChargeRecord, User, UserStatus, EMAIL_INDEX};

@@ -1,0 +1,474 @@
+//! The journal: one sled store per service, holding its events and everything
+//! that must change together with them.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `events` | stream key ++ sequence | encoded envelope |
+//! | `versions` | stream key | last sequence |
+//! | `log` | global position | stream key ++ sequence (store-wide order) |
+//! | `snapshots` | stream key | sequence ++ encoded state |
+//! | `outbox` | outbox position | a Kafka record still to publish |
+//! | `processed` | command id | the reply already given (idempotency) |
+//! | `offsets` | topic ++ partition | next offset to consume |
+//! | `unique` | index ++ value | the stream holding it |
+//! | `meta` | name | counters |
+//!
+//! Everything one command causes is one [`AppendBatch`], written in one sled
+//! transaction, so a crash never leaves an event without its outbox record, a
+//! reply without its events, or an offset ahead of its effects. Appends carry
+//! the expected stream version and fail with [`JournalError::Conflict`] when it
+//! moved. An append is acknowledged only once it is durable, and concurrent
+//! appends share one flush (see [`writer`]).
+
+mod error;
+mod keys;
+mod records;
+mod writer;
+
+pub use error::JournalError;
+pub use records::{AppendBatch, AppendReceipt, ConsumedOffset, OutboxRecord, StreamAppend};
+
+use keys::{event_key, offset_key, read_u64, split_event_key, unique_key};
+use ordersaga_events::codec::{decode, encode, Format};
+use ordersaga_events::{CommandId, StreamId, StreamKind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::{oneshot, watch};
+
+const META_LOG_NEXT: &[u8] = b"log_next";
+const META_OUTBOX_NEXT: &[u8] = b"outbox_next";
+
+/// How to open a journal. `Default` is a store in `./data/journal` with the
+/// defaults documented on each field.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// The store directory (created if missing).
+    pub path: PathBuf,
+    /// Most appends one flush may cover. Default 4096.
+    pub max_group: usize,
+    /// sled's page cache, bytes. Default 64 MiB.
+    pub cache_capacity: u64,
+    /// Delete the store when the journal is dropped (tests). Default false.
+    pub temporary: bool,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/journal"),
+            max_group: 4096,
+            cache_capacity: 64 * 1024 * 1024,
+            temporary: false,
+        }
+    }
+}
+
+impl JournalConfig {
+    /// A persistent store at `path` with default settings.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+
+    /// A throw-away store, removed when the journal is dropped.
+    pub fn tmp() -> Self {
+        Self {
+            path: std::env::temp_dir().join(format!("ordersaga-journal-{}", uuid::Uuid::new_v4())),
+            temporary: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Counters of the group-commit writer, for benchmarks and metrics.
+#[derive(Default, Debug)]
+pub(crate) struct Stats {
+    flushes: AtomicU64,
+    commits: AtomicU64,
+    events: AtomicU64,
+}
+
+/// A snapshot of the writer's counters since the journal was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct JournalStats {
+    /// Durable flushes done.
+    pub flushes: u64,
+    /// Batches committed.
+    pub commits: u64,
+    /// Events appended.
+    pub events: u64,
+}
+
+impl JournalStats {
+    /// Mean events made durable by one flush.
+    pub fn events_per_flush(&self) -> f64 {
+        if self.flushes == 0 {
+            0.0
+        } else {
+            self.events as f64 / self.flushes as f64
+        }
+    }
+}
+
+pub(crate) struct Trees {
+    db: sled::Db,
+    events: sled::Tree,
+    versions: sled::Tree,
+    log: sled::Tree,
+    snapshots: sled::Tree,
+    outbox: sled::Tree,
+    processed: sled::Tree,
+    offsets: sled::Tree,
+    unique: sled::Tree,
+    meta: sled::Tree,
+    stats: Stats,
+}
+
+impl Trees {
+    fn meta_u64(&self, key: &[u8]) -> Option<u64> {
+        self.meta.get(key).ok().flatten().and_then(|v| read_u64(&v))
+    }
+}
+
+struct Inner {
+    trees: Arc<Trees>,
+    requests: Mutex<Option<mpsc::Sender<writer::Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    outbox_watch: watch::Receiver<u64>,
+    path: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer drain, flush and exit.
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.take();
+        }
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A handle to one service's store. Cheap to clone; the store closes when the
+/// last handle is dropped (after a final flush).
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+/// One event read from the store-wide log.
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    /// Global position.
+    pub position: u64,
+    /// The event's stream.
+    pub stream: StreamId,
+    /// The event's sequence in its stream.
+    pub sequence: u64,
+    /// The encoded envelope.
+    pub bytes: Vec<u8>,
+}
+
+impl Journal {
+    /// Opens (or creates) the store. Fails with a storage error if another
+    /// process holds it.
+    pub fn open(config: JournalConfig) -> Result<Self, JournalError> {
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity)
+            .temporary(config.temporary)
+            .open()?;
+        let tree = |name: &str| db.open_tree(name);
+        let trees = Arc::new(Trees {
+            events: tree("events")?,
+            versions: tree("versions")?,
+            log: tree("log")?,
+            snapshots: tree("snapshots")?,
+            outbox: tree("outbox")?,
+            processed: tree("processed")?,
+            offsets: tree("offsets")?,
+            unique: tree("unique")?,
+            meta: tree("meta")?,
+            stats: Stats::default(),
+            db,
+        });
+        let (tx, rx) = mpsc::channel();
+        let (watch_tx, watch_rx) =
+            watch::channel(trees.meta_u64(META_OUTBOX_NEXT).unwrap_or(1));
+        let writer_trees = trees.clone();
+        let max_group = config.max_group.max(1);
+        let handle = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer::run(writer_trees, rx, max_group, watch_tx))
+            .map_err(|e| JournalError::Storage(sled::Error::Io(e)))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                trees,
+                requests: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                outbox_watch: watch_rx,
+                path: config.path,
+            }),
+        })
+    }
+
+    /// Opens a persistent store at `path` with default settings.
+    pub fn open_path(path: impl AsRef<Path>) -> Result<Self, JournalError> {
+        Self::open(JournalConfig::new(path.as_ref()))
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+
+    fn enqueue(
+        &self,
+        batch: AppendBatch,
+    ) -> Result<oneshot::Receiver<Result<AppendReceipt, JournalError>>, JournalError> {
+        if let Some(append) = &batch.events {
+            if append.events.is_empty() {
+                return Err(JournalError::InvalidBatch("an append with no events".into()));
+            }
+        }
+        let (done, receipt) = oneshot::channel();
+        let requests = self.inner.requests.lock().map_err(|_| JournalError::Closed)?;
+        requests
+            .as_ref()
+            .ok_or(JournalError::Closed)?
+            .send(writer::Request { batch, done })
+            .map_err(|_| JournalError::Closed)?;
+        Ok(receipt)
+    }
+
+    /// Writes `batch` in one transaction and returns once it is durable.
+    pub async fn append(&self, batch: AppendBatch) -> Result<AppendReceipt, JournalError> {
+        let receipt = self.enqueue(batch)?;
+        receipt.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// [`Journal::append`] for synchronous callers (tools, tests). Do not call
+    /// from inside an async runtime.
+    pub fn append_blocking(&self, batch: AppendBatch) -> Result<AppendReceipt, JournalError> {
+        let receipt = self.enqueue(batch)?;
+        receipt.blocking_recv().map_err(|_| JournalError::Closed)?
+    }
+
+    /// The stream's version: its last sequence, 0 when it has no events.
+    pub fn version(&self, stream: &StreamId) -> Result<u64, JournalError> {
+        Ok(self
+            .trees()
+            .versions
+            .get(stream.to_key())?
+            .and_then(|v| read_u64(&v))
+            .unwrap_or(0))
+    }
+
+    /// The stream's encoded events with sequence ≥ `from`, in order.
+    pub fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), JournalError>> {
+        let start = event_key(stream, from.max(1));
+        let end = event_key(stream, u64::MAX);
+        self.trees()
+            .events
+            .range(start..=end)
+            .map(|item| {
+                let (key, value) = item?;
+                let (_, sequence) = split_event_key(&key).ok_or_else(|| JournalError::Corrupt {
+                    what: "event key".into(),
+                    detail: format!("{} bytes", key.len()),
+                })?;
+                Ok((sequence, value.to_vec()))
+            })
+    }
+
+    /// Every stream in the store with its version, optionally of one kind.
+    pub fn streams(
+        &self,
+        kind: Option<StreamKind>,
+    ) -> impl Iterator<Item = Result<(StreamId, u64), JournalError>> {
+        let iter = match kind {
+            Some(kind) => self.trees().versions.scan_prefix([kind.tag()]),
+            None => self.trees().versions.iter(),
+        };
+        iter.map(|item| {
+            let (key, value) = item?;
+            let stream = StreamId::from_key(&key).ok_or_else(|| JournalError::Corrupt {
+                what: "stream key".into(),
+                detail: format!("{key:?}"),
+            })?;
+            let version = read_u64(&value).ok_or_else(|| JournalError::Corrupt {
+                what: format!("version of {stream}"),
+                detail: format!("{} bytes", value.len()),
+            })?;
+            Ok((stream, version))
+        })
+    }
+
+    /// Store-wide log entries with position ≥ `from`, in append order.
+    pub fn read_log(&self, from: u64) -> impl Iterator<Item = Result<LogEntry, JournalError>> + '_ {
+        self.trees().log.range(from.to_be_bytes()..).map(move |item| {
+            let (key, value) = item?;
+            let corrupt = |what: &str| JournalError::Corrupt {
+                what: what.into(),
+                detail: format!("log entry {key:?}"),
+            };
+            let position = read_u64(&key).ok_or_else(|| corrupt("log position"))?;
+            let (stream, sequence) =
+                split_event_key(&value).ok_or_else(|| corrupt("log value"))?;
+            let bytes = self
+                .trees()
+                .events
+                .get(value)?
+                .ok_or_else(|| corrupt("event named by the log is missing"))?;
+            Ok(LogEntry {
+                position,
+                stream,
+                sequence,
+                bytes: bytes.to_vec(),
+            })
+        })
+    }
+
+    /// The next global log position to be written.
+    pub fn log_head(&self) -> u64 {
+        self.trees().meta_u64(META_LOG_NEXT).unwrap_or(1)
+    }
+
+    /// Stores a snapshot of `stream` at `sequence`. Snapshots are a cache:
+    /// this write is not flushed on its own, and a lost one only means a
+    /// longer replay.
+    pub fn save_snapshot(
+        &self,
+        stream: &StreamId,
+        sequence: u64,
+        state: &[u8],
+    ) -> Result<(), JournalError> {
+        let mut value = Vec::with_capacity(8 + state.len());
+        value.extend_from_slice(&sequence.to_be_bytes());
+        value.extend_from_slice(state);
+        self.trees().snapshots.insert(stream.to_key(), value)?;
+        Ok(())
+    }
+
+    /// The latest snapshot of `stream`: its sequence and encoded state.
+    pub fn load_snapshot(&self, stream: &StreamId) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
+        let Some(value) = self.trees().snapshots.get(stream.to_key())? else {
+            return Ok(None);
+        };
+        let sequence = value
+            .get(..8)
+            .and_then(read_u64)
+            .ok_or_else(|| JournalError::Corrupt {
+                what: format!("snapshot of {stream}"),
+                detail: "shorter than its header".into(),
+            })?;
+        Ok(Some((sequence, value[8..].to_vec())))
+    }
+
+    /// The encoded reply stored for `command_id`, if it was processed.
+    pub fn processed_reply(&self, command_id: &CommandId) -> Result<Option<Vec<u8>>, JournalError> {
+        Ok(self
+            .trees()
+            .processed
+            .get(command_id.as_uuid().into_bytes())?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` outbox records with position ≥ `from`, in order.
+    pub fn outbox_pending(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxRecord)>, JournalError> {
+        let mut out = Vec::new();
+        for item in self.trees().outbox.range(from.to_be_bytes()..).take(limit) {
+            let (key, value) = item?;
+            let position = read_u64(&key).ok_or_else(|| JournalError::Corrupt {
+                what: "outbox position".into(),
+                detail: format!("{key:?}"),
+            })?;
+            let record = decode(&value)
+                .map_err(|e| JournalError::corrupt(format!("outbox record {position}"), e))?;
+            out.push((position, record));
+        }
+        Ok(out)
+    }
+
+    /// Deletes published outbox records. Not flushed on its own: after a crash
+    /// a deleted record may come back and be published again (consumers drop
+    /// duplicates by event id).
+    pub fn outbox_remove(&self, positions: &[u64]) -> Result<(), JournalError> {
+        let mut batch = sled::Batch::default();
+        for position in positions {
+            batch.remove(&position.to_be_bytes());
+        }
+        self.trees().outbox.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Number of records waiting in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.trees().outbox.len()
+    }
+
+    /// Watches the next outbox position: it changes after every durable group
+    /// that added outbox records, so a relay can sleep until there is work.
+    pub fn outbox_watch(&self) -> watch::Receiver<u64> {
+        self.inner.outbox_watch.clone()
+    }
+
+    /// The stored consumer position for a topic partition.
+    pub fn offset(&self, topic: &str, partition: i32) -> Result<Option<ConsumedOffset>, JournalError> {
+        match self.trees().offsets.get(offset_key(topic, partition))? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|e| JournalError::corrupt(format!("offset of {topic}/{partition}"), e)),
+        }
+    }
+
+    /// The stream holding `value` in a uniqueness index.
+    pub fn unique_holder(&self, index: &str, value: &str) -> Result<Option<StreamId>, JournalError> {
+        Ok(self
+            .trees()
+            .unique
+            .get(unique_key(index, value))?
+            .and_then(|holder| StreamId::from_key(&holder)))
+    }
+
+    /// The writer's counters since open.
+    pub fn stats(&self) -> JournalStats {
+        let s = &self.trees().stats;
+        JournalStats {
+            flushes: s.flushes.load(Ordering::Relaxed),
+            commits: s.commits.load(Ordering::Relaxed),
+            events: s.events.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Makes every write so far durable (snapshots and outbox deletions
+    /// included).
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.trees().db.flush()?;
+        Ok(())
+    }
+
+    /// Encodes a record with the store's format (bincode with its format byte).
+    pub fn encode_record<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
+        encode(Format::Bincode, value).map_err(|e| JournalError::InvalidBatch(e.to_string()))
+    }
+}

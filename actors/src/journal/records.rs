@@ -1,0 +1,74 @@
+//! What one command writes: the [`AppendBatch`], and the records stored beside
+//! events (outbox records, consumer offsets).
+
+use crate::aggregate::UniqueChange;
+use ordersaga_events::{CommandId, StreamId};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// Events for one stream, appended at an expected version.
+#[derive(Clone, Debug)]
+pub struct StreamAppend {
+    /// The stream.
+    pub stream: StreamId,
+    /// The version (last sequence) the caller decided against; the append
+    /// fails with `Conflict` if the store has moved on.
+    pub expected_version: u64,
+    /// Encoded envelopes with sequences `expected_version + 1 ..`, in order.
+    pub events: Vec<Vec<u8>>,
+    /// Uniqueness claims and releases held by this stream.
+    pub unique: Vec<UniqueChange>,
+}
+
+/// A Kafka record waiting in the outbox to be published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Record key.
+    pub key: Vec<u8>,
+    /// Record value.
+    pub payload: Vec<u8>,
+    /// Record headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// The position a consumer has processed up to, stored with its effects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumedOffset {
+    /// Topic consumed.
+    pub topic: String,
+    /// Partition consumed.
+    pub partition: i32,
+    /// The cluster that issued the offset: an offset means nothing on another
+    /// cluster (an embedded broker starts empty on every run).
+    pub cluster_id: String,
+    /// The next offset to consume.
+    pub next_offset: i64,
+}
+
+/// Everything one command causes, written in one transaction: its events, the
+/// records to publish, the reply (keyed by command id, for idempotency) and the
+/// consumed offset. Any part may be empty: a rejected command writes no
+/// events, a redelivered one only its offset.
+#[derive(Clone, Debug, Default)]
+pub struct AppendBatch {
+    /// Events to append, if any.
+    pub events: Option<StreamAppend>,
+    /// Records to publish once committed.
+    pub outbox: Vec<OutboxRecord>,
+    /// The command id and its encoded reply. The batch fails with
+    /// `DuplicateCommand` if the id was processed before.
+    pub processed: Option<(CommandId, Vec<u8>)>,
+    /// The consumer position to store.
+    pub offset: Option<ConsumedOffset>,
+}
+
+/// Where a committed batch landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendReceipt {
+    /// Global log positions of the appended events.
+    pub log_positions: Range<u64>,
+    /// Outbox positions of the records to publish.
+    pub outbox_positions: Range<u64>,
+}

@@ -1,0 +1,30 @@
+//! # ordersaga-actors: aggregates, the journal and the service actors
+//!
+//! No Kafka and no HTTP live here: this crate turns commands into durable
+//! events. The transport in the `ordersaga` package feeds it.
+//!
+//! ## Layout
+//! - [`aggregate`]: the [`Aggregate`] trait (`decide` / `apply`).
+//! - [`aggregates`]: [`aggregates::User`], [`aggregates::Product`] (inventory, one per
+//!   product) and [`aggregates::Order`], one file each.
+//! - [`journal`]: the sled store: events, log, snapshots, outbox, processed
+//!   commands, offsets; one transaction per command; group commit.
+//! - [`recovery`]: rebuilding an aggregate from snapshot + events, or from
+//!   scratch.
+//! - [`service`]: the actors: a router per service owning one entity actor
+//!   per aggregate; supervision, passivation, bounded mailboxes, idempotency.
+//! - [`testing`]: the given/when/then harness for aggregate rules.
+#![warn(missing_docs)]
+
+pub mod aggregate;
+pub mod aggregates;
+pub mod journal;
+pub mod recovery;
+pub mod service;
+pub mod testing;
+
+pub use aggregate::{Aggregate, UniqueChange};
+pub use journal::{Journal, JournalConfig, JournalError};
+pub use service::{
+    Execute, InventoryService, OrderService, Service, ServiceConfig, ServiceError, UserService,
+};

@@ -1,0 +1,290 @@
+//! The single writer of one aggregate, without the actor around it: decide,
+//! append atomically, then apply. Kept apart from actix so the rules of
+//! command handling read top to bottom.
+
+use super::config::ServiceConfig;
+use super::error::ServiceError;
+use crate::aggregate::{Aggregate, UniqueChange};
+use crate::journal::{AppendBatch, ConsumedOffset, Journal, JournalError, OutboxRecord, StreamAppend};
+use crate::recovery::{encode_snapshot, recover, stream_of, Recovered};
+use chrono::Utc;
+use ordersaga_events::codec::{decode, encode, encode_event, Format};
+use ordersaga_events::reply::ReasonCode;
+use ordersaga_events::topics::header;
+use ordersaga_events::{CommandEnvelope, Envelope, EventId, Outcome, Reply, StreamId, Versioned};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A command to execute, with what the transport needs done alongside it.
+#[derive(Debug)]
+pub struct Execute<A: Aggregate> {
+    /// The command.
+    pub command: CommandEnvelope<A::Command>,
+    /// Encoding of the reply record (the command's own format, by convention).
+    pub reply_format: Format,
+    /// The consumer position to store in the same transaction, if the command
+    /// came from a topic.
+    pub offset: Option<ConsumedOffset>,
+}
+
+impl<A: Aggregate> Execute<A> {
+    /// A command from no topic, answered in bincode.
+    pub fn new(command: CommandEnvelope<A::Command>) -> Self {
+        Self {
+            command,
+            reply_format: Format::Bincode,
+            offset: None,
+        }
+    }
+}
+
+/// How many times a command is re-decided after an optimistic-concurrency
+/// conflict before giving up. A conflict means another writer touched the
+/// stream, which only happens briefly while an entity is being replaced.
+const CONFLICT_RETRIES: usize = 3;
+
+pub(crate) struct EntityCore<A: Aggregate> {
+    id: Uuid,
+    stream: StreamId,
+    journal: Journal,
+    config: Arc<ServiceConfig>,
+    state: A,
+    version: u64,
+    snapshot_version: u64,
+}
+
+impl<A: Aggregate> EntityCore<A> {
+    pub fn recover(
+        journal: Journal,
+        config: Arc<ServiceConfig>,
+        id: Uuid,
+    ) -> Result<Self, JournalError> {
+        let Recovered { state, version } = recover::<A>(&journal, id)?;
+        Ok(Self {
+            id,
+            stream: stream_of::<A>(id),
+            journal,
+            config,
+            state,
+            version,
+            snapshot_version: version,
+        })
+    }
+
+    pub fn snapshot(&self) -> Recovered<A> {
+        Recovered {
+            state: self.state.clone(),
+            version: self.version,
+        }
+    }
+
+    fn reload(&mut self) -> Result<(), JournalError> {
+        let Recovered { state, version } = recover::<A>(&self.journal, self.id)?;
+        self.state = state;
+        self.version = version;
+        Ok(())
+    }
+
+    pub async fn execute(&mut self, exec: Execute<A>) -> Result<Reply, ServiceError> {
+        if let Some(stored) = self.journal.processed_reply(&exec.command.command_id)? {
+            return self.redelivered(&exec, &stored).await;
+        }
+        let mut forced: Option<A::Rejection> = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let decided = match forced.take() {
+                Some(rejection) => Err(rejection),
+                None => self.decide(&exec.command.command)?,
+            };
+            let (batch, reply, events) = self.build(&exec, decided)?;
+            match self.journal.append(batch).await {
+                Ok(_) => {
+                    self.apply_committed(&events)?;
+                    return Ok(reply);
+                }
+                Err(JournalError::DuplicateCommand { reply }) => {
+                    return self.redelivered(&exec, &reply).await;
+                }
+                Err(JournalError::Conflict { .. }) => self.reload()?,
+                Err(JournalError::UniqueViolation { index, key, holder }) => {
+                    match A::unique_violation(&index, &key) {
+                        Some(rejection) => forced = Some(rejection),
+                        None => {
+                            return Err(JournalError::UniqueViolation { index, key, holder }.into())
+                        }
+                    }
+                }
+                Err(err) => {
+                    // A failed flush may leave the write in sled's memory: make
+                    // the state match whatever the store now says.
+                    if let Err(reload) = self.reload() {
+                        tracing::error!(stream = %self.stream, cause = %reload, "reload after failed append");
+                    }
+                    return Err(err.into());
+                }
+            }
+        }
+        Err(ServiceError::Journal(JournalError::Conflict {
+            stream: self.stream,
+            expected: self.version,
+            actual: self.journal.version(&self.stream)?,
+        }))
+    }
+
+    /// Runs `decide`, containing a panic: the state is rebuilt from the
+    /// journal and the caller gets an error instead of silence.
+    #[allow(clippy::type_complexity)]
+    fn decide(
+        &mut self,
+        command: &A::Command,
+    ) -> Result<Result<Vec<A::Event>, A::Rejection>, ServiceError> {
+        match catch_unwind(AssertUnwindSafe(|| self.state.decide(command))) {
+            Ok(decided) => Ok(decided),
+            Err(_) => {
+                tracing::error!(stream = %self.stream, ?command, "decide panicked; restarting from the journal");
+                self.reload()?;
+                Err(ServiceError::EntityCrashed(self.stream))
+            }
+        }
+    }
+
+    fn apply_committed(&mut self, events: &[A::Event]) -> Result<(), ServiceError> {
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            for event in events {
+                self.state.apply(event);
+            }
+        }));
+        if applied.is_err() {
+            tracing::error!(stream = %self.stream, "apply panicked; restarting from the journal");
+            self.reload()?;
+            return Err(ServiceError::EntityCrashed(self.stream));
+        }
+        self.version += events.len() as u64;
+        self.maybe_snapshot();
+        Ok(())
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let every = self.config.snapshot_every;
+        if every == 0 || self.version - self.snapshot_version < every {
+            return;
+        }
+        let saved = encode_snapshot(&self.state)
+            .and_then(|bytes| self.journal.save_snapshot(&self.stream, self.version, &bytes));
+        match saved {
+            Ok(()) => self.snapshot_version = self.version,
+            // A missing snapshot only costs a longer replay.
+            Err(err) => tracing::warn!(stream = %self.stream, cause = %err, "snapshot failed"),
+        }
+    }
+
+    /// A command id seen before: answer as the first time and change nothing
+    /// but the consumer position (and a fresh copy of the reply record).
+    async fn redelivered(&self, exec: &Execute<A>, stored: &[u8]) -> Result<Reply, ServiceError> {
+        let reply: Reply = decode(stored)
+            .map_err(|e| JournalError::corrupt(format!("stored reply of {}", exec.command.command_id), e))?;
+        let mut batch = AppendBatch {
+            offset: exec.offset.clone(),
+            ..AppendBatch::default()
+        };
+        if let Some(topic) = &exec.command.reply_to {
+            batch.outbox.push(reply_record(topic, &reply, exec.reply_format)?);
+        }
+        if batch.offset.is_some() || !batch.outbox.is_empty() {
+            self.journal.append(batch).await?;
+        }
+        Ok(reply)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn build(
+        &self,
+        exec: &Execute<A>,
+        decided: Result<Vec<A::Event>, A::Rejection>,
+    ) -> Result<(AppendBatch, Reply, Vec<A::Event>), ServiceError> {
+        let cmd = &exec.command;
+        let mut batch = AppendBatch {
+            offset: exec.offset.clone(),
+            ..AppendBatch::default()
+        };
+        let (outcome, events) = match decided {
+            Err(rejection) => (Outcome::Rejected(rejection.to_rejection()), Vec::new()),
+            Ok(events) => {
+                let now = Utc::now();
+                let mut stored = Vec::with_capacity(events.len());
+                let mut unique: Vec<UniqueChange> = Vec::new();
+                for (i, event) in events.iter().enumerate() {
+                    let envelope = Envelope {
+                        event_id: EventId::new(),
+                        stream: self.stream,
+                        sequence: self.version + 1 + i as u64,
+                        recorded_at: now,
+                        correlation_id: cmd.correlation_id,
+                        causation_id: cmd.command_id,
+                        schema_version: A::Event::SCHEMA_VERSION,
+                        payload: event.clone(),
+                    };
+                    let bytes = encode_event(Format::Bincode, &envelope).map_err(encode_error)?;
+                    let published = match self.config.event_format {
+                        Format::Bincode => bytes.clone(),
+                        format => encode_event(format, &envelope).map_err(encode_error)?,
+                    };
+                    batch.outbox.push(OutboxRecord {
+                        topic: A::SERVICE.events_topic().to_string(),
+                        key: self.id.to_string().into_bytes(),
+                        payload: published,
+                        headers: vec![content_type(self.config.event_format)],
+                    });
+                    unique.extend(A::unique_changes(event));
+                    stored.push(bytes);
+                }
+                let sequences = (self.version + 1..=self.version + events.len() as u64).collect();
+                if !stored.is_empty() {
+                    batch.events = Some(StreamAppend {
+                        stream: self.stream,
+                        expected_version: self.version,
+                        events: stored,
+                        unique,
+                    });
+                }
+                (Outcome::Accepted { sequences }, events)
+            }
+        };
+        let reply = Reply {
+            command_id: cmd.command_id,
+            correlation_id: cmd.correlation_id,
+            stream: self.stream,
+            outcome,
+        };
+        batch.processed = Some((
+            cmd.command_id,
+            encode(Format::Bincode, &reply).map_err(encode_error)?,
+        ));
+        if let Some(topic) = &cmd.reply_to {
+            batch.outbox.push(reply_record(topic, &reply, exec.reply_format)?);
+        }
+        Ok((batch, reply, events))
+    }
+}
+
+fn encode_error(err: ordersaga_events::CodecError) -> ServiceError {
+    ServiceError::Journal(JournalError::InvalidBatch(err.to_string()))
+}
+
+fn content_type(format: Format) -> (String, Vec<u8>) {
+    (
+        header::CONTENT_TYPE.to_string(),
+        format.content_type().as_bytes().to_vec(),
+    )
+}
+
+/// The outbox record carrying `reply` to its reply topic, keyed by
+/// correlation id.
+fn reply_record(topic: &str, reply: &Reply, format: Format) -> Result<OutboxRecord, ServiceError> {
+    Ok(OutboxRecord {
+        topic: topic.to_string(),
+        key: reply.correlation_id.to_string().into_bytes(),
+        payload: encode(format, reply).map_err(encode_error)?,
+        headers: vec![content_type(format)],
+    })
+}

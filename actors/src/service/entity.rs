@@ -1,0 +1,114 @@
+//! The entity actor: the one writer of one aggregate.
+//!
+//! Commands are handled one at a time ([`AtomicResponse`]): the next command is
+//! decided only after the previous one's events are durable and applied. The
+//! mailbox is bounded; the router refuses work for a full one.
+//!
+//! Supervision: a panic in `decide` or `apply` is contained, the state is
+//! rebuilt from the journal and the command is answered with
+//! [`ServiceError::EntityCrashed`]. If the actor dies anyway, the reply channel
+//! of the command in flight closes, which its caller also sees as
+//! `EntityCrashed`; the router replaces the entity on the next command.
+
+use super::core::{EntityCore, Execute};
+use super::error::ServiceError;
+use crate::aggregate::Aggregate;
+use crate::recovery::Recovered;
+use actix::prelude::*;
+use ordersaga_events::Reply;
+use tokio::sync::oneshot;
+
+/// The caller's end of one command's answer.
+pub(crate) type Respond = oneshot::Sender<Result<Reply, ServiceError>>;
+
+/// Deliver a command; the answer goes to `respond`, so a full mailbox can be
+/// refused without waiting (`try_send`).
+pub(crate) struct Deliver<A: Aggregate> {
+    pub exec: Execute<A>,
+    pub respond: Respond,
+}
+
+impl<A: Aggregate> Message for Deliver<A> {
+    type Result = ();
+}
+
+/// Read the entity's current state.
+pub(crate) struct Inspect<A: Aggregate> {
+    pub respond: oneshot::Sender<Recovered<A>>,
+}
+
+impl<A: Aggregate> Message for Inspect<A> {
+    type Result = ();
+}
+
+/// Stop after the commands already queued.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Passivate;
+
+pub(crate) struct Entity<A: Aggregate> {
+    core: Option<EntityCore<A>>,
+    mailbox: usize,
+}
+
+impl<A: Aggregate> Entity<A> {
+    pub fn new(core: EntityCore<A>, mailbox: usize) -> Self {
+        Self {
+            core: Some(core),
+            mailbox,
+        }
+    }
+}
+
+impl<A: Aggregate> Actor for Entity<A> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+impl<A: Aggregate> Handler<Deliver<A>> for Entity<A> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Deliver<A>, _: &mut Self::Context) -> Self::Result {
+        // AtomicResponse runs one command at a time, so the core is always
+        // here when a command arrives; its absence means a previous command's
+        // future was dropped mid-flight, and the only safe answer is an error.
+        let Some(mut core) = self.core.take() else {
+            let _ = msg.respond.send(Err(ServiceError::Stopped));
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        };
+        let Deliver { exec, respond } = msg;
+        AtomicResponse::new(Box::pin(
+            async move {
+                let result = core.execute(exec).await;
+                (core, result)
+            }
+            .into_actor(self)
+            .map(move |(core, result), act, _| {
+                act.core = Some(core);
+                // The caller may have stopped waiting; the outcome is durable.
+                let _ = respond.send(result);
+            }),
+        ))
+    }
+}
+
+impl<A: Aggregate> Handler<Inspect<A>> for Entity<A> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inspect<A>, _: &mut Self::Context) {
+        if let Some(core) = &self.core {
+            let _ = msg.respond.send(core.snapshot());
+        }
+    }
+}
+
+impl<A: Aggregate> Handler<Passivate> for Entity<A> {
+    type Result = ();
+
+    fn handle(&mut self, _: Passivate, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

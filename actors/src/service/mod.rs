@@ -1,0 +1,153 @@
+//! A service: a router actor, its entity actors and the journal they write.
+//!
+//! [`Service`] is the handle callers use. It must be started inside an actix
+//! system. Commands are answered with a [`Reply`] (accepted or rejected) or a
+//! [`ServiceError`] when no business answer could be given.
+
+mod config;
+mod core;
+mod entity;
+mod error;
+mod router;
+
+pub use self::core::Execute;
+pub use config::ServiceConfig;
+pub use error::ServiceError;
+
+use crate::aggregate::Aggregate;
+use crate::aggregates::{Order, Product, User};
+use crate::journal::Journal;
+use crate::recovery::{stream_of, Recovered};
+use actix::prelude::*;
+use ordersaga_events::{CommandEnvelope, Reply, StreamId};
+use router::{CountEntities, InspectEntity, Route, Router};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// The users service.
+pub type UserService = Service<User>;
+/// The inventory service (one aggregate per product).
+pub type InventoryService = Service<Product>;
+/// The orders service.
+pub type OrderService = Service<Order>;
+
+/// A handle to a running service. Cheap to clone.
+pub struct Service<A: Aggregate> {
+    router: Addr<Router<A>>,
+    journal: Journal,
+}
+
+impl<A: Aggregate> Clone for Service<A> {
+    fn clone(&self) -> Self {
+        Self {
+            router: self.router.clone(),
+            journal: self.journal.clone(),
+        }
+    }
+}
+
+/// A command the service could not queue; the command is handed back.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError<A: Aggregate> {
+    /// The router's mailbox is full. Back off and resubmit.
+    #[error("overloaded: the router mailbox is full")]
+    Overloaded(Box<Execute<A>>),
+    /// The service has stopped.
+    #[error("service is stopping")]
+    Stopped(Box<Execute<A>>),
+}
+
+impl<A: Aggregate> SubmitError<A> {
+    /// The command that was not queued.
+    pub fn into_inner(self) -> Execute<A> {
+        match self {
+            SubmitError::Overloaded(exec) | SubmitError::Stopped(exec) => *exec,
+        }
+    }
+}
+
+impl<A: Aggregate> From<SubmitError<A>> for ServiceError {
+    fn from(err: SubmitError<A>) -> Self {
+        match err {
+            SubmitError::Overloaded(_) => ServiceError::Overloaded("router"),
+            SubmitError::Stopped(_) => ServiceError::Stopped,
+        }
+    }
+}
+
+/// The answer to a queued command, when it comes.
+pub struct PendingReply {
+    stream: StreamId,
+    rx: oneshot::Receiver<Result<Reply, ServiceError>>,
+}
+
+impl Future for PendingReply {
+    type Output = Result<Reply, ServiceError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let stream = self.stream;
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            // The entity died with the command in flight: still an answer.
+            .map(|r| r.unwrap_or(Err(ServiceError::EntityCrashed(stream))))
+    }
+}
+
+impl<A: Aggregate> Service<A> {
+    /// Starts the router on the current actix arbiter.
+    pub fn start(journal: Journal, config: ServiceConfig) -> Self {
+        let router = Router::<A>::new(journal.clone(), Arc::new(config)).start();
+        Self { router, journal }
+    }
+
+    /// The service's journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Queues a command without waiting for room: a full mailbox hands the
+    /// command back at once.
+    pub fn submit(&self, exec: Execute<A>) -> Result<PendingReply, SubmitError<A>> {
+        let stream = stream_of::<A>(A::aggregate_id(&exec.command.command));
+        let (respond, rx) = oneshot::channel();
+        match self.router.try_send(Route { exec, respond }) {
+            Ok(()) => Ok(PendingReply { stream, rx }),
+            Err(SendError::Full(route)) => Err(SubmitError::Overloaded(Box::new(route.exec))),
+            Err(SendError::Closed(route)) => Err(SubmitError::Stopped(Box::new(route.exec))),
+        }
+    }
+
+    /// Executes a command and waits for its reply.
+    pub async fn execute(&self, exec: Execute<A>) -> Result<Reply, ServiceError> {
+        self.submit(exec)?.await
+    }
+
+    /// Executes a bare command (fresh ids, no reply topic).
+    pub async fn send(&self, command: A::Command) -> Result<Reply, ServiceError> {
+        self.execute(Execute::new(CommandEnvelope::new(command))).await
+    }
+
+    /// The live state of aggregate `id`, as its entity holds it.
+    pub async fn state(&self, id: Uuid) -> Result<Recovered<A>, ServiceError> {
+        let (respond, rx) = oneshot::channel();
+        self.router
+            .try_send(InspectEntity { id, respond })
+            .map_err(|e| match e {
+                SendError::Full(_) => ServiceError::Overloaded("router"),
+                SendError::Closed(_) => ServiceError::Stopped,
+            })?;
+        rx.await.map_err(|_| ServiceError::Stopped)?
+    }
+
+    /// How many entities are in memory now.
+    pub async fn live_entities(&self) -> Result<usize, ServiceError> {
+        self.router
+            .send(CountEntities)
+            .await
+            .map_err(|_| ServiceError::Stopped)
+    }
+}

@@ -1,0 +1,71 @@
+//! Topic and header names: the addresses of the contract.
+//!
+//! Records on command and event topics are keyed by the aggregate id (its UUID
+//! string), so one aggregate stays in one partition, in order. Replies are keyed
+//! by correlation id.
+
+/// The three services that own aggregates.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Service {
+    /// Users: accounts and money.
+    Users,
+    /// Orders: orders and the order saga.
+    Orders,
+    /// Inventory: products and stock.
+    Inventory,
+}
+
+impl Service {
+    /// Every service.
+    pub const ALL: [Service; 3] = [Service::Users, Service::Orders, Service::Inventory];
+
+    /// The service name (`users`, `orders`, `inventory`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Service::Users => "users",
+            Service::Orders => "orders",
+            Service::Inventory => "inventory",
+        }
+    }
+
+    /// The topic this service consumes commands from.
+    pub const fn commands_topic(self) -> &'static str {
+        match self {
+            Service::Users => USERS_COMMANDS,
+            Service::Orders => ORDERS_COMMANDS,
+            Service::Inventory => INVENTORY_COMMANDS,
+        }
+    }
+
+    /// The topic this service publishes every persisted event to.
+    pub const fn events_topic(self) -> &'static str {
+        match self {
+            Service::Users => USERS_EVENTS,
+            Service::Orders => ORDERS_EVENTS,
+            Service::Inventory => INVENTORY_EVENTS,
+        }
+    }
+}
+
+/// Commands for the users service.
+pub const USERS_COMMANDS: &str = "users.commands";
+/// Commands for the orders service.
+pub const ORDERS_COMMANDS: &str = "orders.commands";
+/// Commands for the inventory service.
+pub const INVENTORY_COMMANDS: &str = "inventory.commands";
+/// Every event the users service persists.
+pub const USERS_EVENTS: &str = "users.events";
+/// Every event the orders service persists (orders and sagas).
+pub const ORDERS_EVENTS: &str = "orders.events";
+/// Every event the inventory service persists.
+pub const INVENTORY_EVENTS: &str = "inventory.events";
+/// Records no service could decode or handle; the reason is in headers.
+pub const DEADLETTER: &str = "ordersaga.deadletter";
+/// Live service instances.
+pub const HEARTBEATS: &str = "services.heartbeats";
+
+/// Kafka header names.
+pub mod header {
+    /// The payload encoding: [`crate::Format::content_type`].
+    pub const CONTENT_TYPE: &str = "content-type";
+}

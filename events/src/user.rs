@@ -1,0 +1,209 @@
+//! The users service contract: accounts, money in, charges and refunds.
+
+use crate::codec::Versioned;
+use crate::ids::{OrderId, UserId};
+use crate::money::Cents;
+use crate::reply::ReasonCode;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A plaintext password in a registration command. It is hashed (argon2) by the
+/// users service and never stored or logged; `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Commands for a user aggregate (topic `users.commands`, key = user id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserCommand {
+    /// Open an account. The email must be valid and not used by another user.
+    Register {
+        /// The new user's id (chosen by the caller).
+        user_id: UserId,
+        /// Email address; compared case-insensitively.
+        email: String,
+        /// Display name, 1 to 64 characters.
+        username: String,
+        /// At least 8 characters; stored only as an argon2 hash.
+        password: Password,
+    },
+    /// Add funds to an active account.
+    Deposit {
+        /// The user.
+        user_id: UserId,
+        /// More than zero.
+        amount: Cents,
+    },
+    /// Charge an active user for an order; at most once per order.
+    Charge {
+        /// The user.
+        user_id: UserId,
+        /// The order being paid.
+        order_id: OrderId,
+        /// More than zero, at most the balance.
+        amount: Cents,
+    },
+    /// Give back the whole charge of an order; only an existing charge, once.
+    Refund {
+        /// The user.
+        user_id: UserId,
+        /// The order whose charge is returned.
+        order_id: OrderId,
+    },
+    /// Stop the account from being charged or funded; refunds still work.
+    Deactivate {
+        /// The user.
+        user_id: UserId,
+    },
+    /// Delete the account; its email becomes free again. Refunds still work.
+    Delete {
+        /// The user.
+        user_id: UserId,
+    },
+}
+
+impl UserCommand {
+    /// The user this command addresses (the record key).
+    pub fn user_id(&self) -> UserId {
+        match self {
+            UserCommand::Register { user_id, .. }
+            | UserCommand::Deposit { user_id, .. }
+            | UserCommand::Charge { user_id, .. }
+            | UserCommand::Refund { user_id, .. }
+            | UserCommand::Deactivate { user_id }
+            | UserCommand::Delete { user_id } => *user_id,
+        }
+    }
+}
+
+/// Events of a user aggregate (topic `users.events`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserEvent {
+    /// The account was opened.
+    Registered {
+        /// The user.
+        user_id: UserId,
+        /// Normalised (lower-case) email.
+        email: String,
+        /// Display name.
+        username: String,
+        /// argon2id PHC string; the plaintext is never persisted.
+        password_hash: String,
+    },
+    /// Funds were added.
+    Deposited {
+        /// Amount added.
+        amount: Cents,
+    },
+    /// The user paid for an order.
+    Charged {
+        /// The order.
+        order_id: OrderId,
+        /// Amount taken.
+        amount: Cents,
+    },
+    /// An order's charge was given back.
+    Refunded {
+        /// The order.
+        order_id: OrderId,
+        /// Amount returned (the whole charge).
+        amount: Cents,
+    },
+    /// The account was deactivated.
+    Deactivated,
+    /// The account was deleted.
+    Deleted {
+        /// The normalised email the account held, now free for a new account.
+        /// Carried here because the store releases the `user-email` index from
+        /// the event alone, without the aggregate's state.
+        email: String,
+    },
+}
+
+impl Versioned for UserEvent {
+    const SCHEMA_VERSION: u16 = 1;
+    const TYPE_NAME: &'static str = "UserEvent";
+}
+
+/// Why a user command was rejected. Codes are stable (see [`ReasonCode`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserRejection {
+    /// `invalid_email`
+    #[error("{0:?} is not a valid email address")]
+    InvalidEmail(String),
+    /// `email_taken`
+    #[error("email {0:?} is already registered")]
+    EmailTaken(String),
+    /// `invalid_username`
+    #[error("username must be 1 to 64 characters with no control characters")]
+    InvalidUsername,
+    /// `weak_password`
+    #[error("password must be at least 8 characters")]
+    WeakPassword,
+    /// `already_registered`
+    #[error("user already registered")]
+    AlreadyRegistered,
+    /// `unknown_user`
+    #[error("no such user")]
+    UnknownUser,
+    /// `user_inactive`
+    #[error("user is deactivated")]
+    Inactive,
+    /// `user_deleted`
+    #[error("user is deleted")]
+    Deleted,
+    /// `invalid_amount`
+    #[error("amount must be greater than zero")]
+    InvalidAmount,
+    /// `insufficient_funds`
+    #[error("insufficient funds: balance {balance}, required {required}")]
+    InsufficientFunds {
+        /// Current balance.
+        balance: Cents,
+        /// Amount asked for.
+        required: Cents,
+    },
+    /// `already_charged`
+    #[error("order {0} was already charged")]
+    AlreadyCharged(OrderId),
+    /// `no_charge`
+    #[error("order {0} has no charge to refund")]
+    NoCharge(OrderId),
+    /// `already_refunded`
+    #[error("order {0} was already refunded")]
+    AlreadyRefunded(OrderId),
+    /// `amount_overflow`
+    #[error("amount overflows the balance")]
+    Overflow,
+    /// `internal_error`: hashing the password failed.
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+impl ReasonCode for UserRejection {
+    fn code(&self) -> &'static str {
+        match self {
+            UserRejection::InvalidEmail(_) => "invalid_email",
+            UserRejection::EmailTaken(_) => "email_taken",
+            UserRejection::InvalidUsername => "invalid_username",
+            UserRejection::WeakPassword => "weak_password",
+            UserRejection::AlreadyRegistered => "already_registered",
+            UserRejection::UnknownUser => "unknown_user",
+            UserRejection::Inactive => "user_inactive",
+            UserRejection::Deleted => "user_deleted",
+            UserRejection::InvalidAmount => "invalid_amount",
+            UserRejection::InsufficientFunds { .. } => "insufficient_funds",
+            UserRejection::AlreadyCharged(_) => "already_charged",
+            UserRejection::NoCharge(_) => "no_charge",
+            UserRejection::AlreadyRefunded(_) => "already_refunded",
+            UserRejection::Overflow => "amount_overflow",
+            UserRejection::Hashing(_) => "internal_error",
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The command line: one file per subcommand.
+
+mod journal_load;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+/// Why a subcommand failed; printed as `error: …` with exit status 1.
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+/// ordersaga: an event-sourced order saga over actix actors, sled and Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "ordersaga", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the three services in this process and drive a few orders through them.
+    Run(run::RunArgs),
+    /// Print the version of the binary and of the wire contract.
+    Version,
+    /// Append to a store under load, printing each durable append (crash tests).
+    #[command(name = "journal-load", hide = true)]
+    JournalLoad(journal_load::JournalLoadArgs),
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn run(self) -> Result<(), CliError> {
+        match self {
+            Command::Run(args) => run::run(args),
+            Command::Version => {
+                println!(
+                    "ordersaga {} (event schema: user v{}, order v{}, inventory v{})",
+                    env!("CARGO_PKG_VERSION"),
+                    <ordersaga_events::user::UserEvent as ordersaga_events::Versioned>::SCHEMA_VERSION,
+                    <ordersaga_events::order::OrderEvent as ordersaga_events::Versioned>::SCHEMA_VERSION,
+                    <ordersaga_events::inventory::InventoryEvent as ordersaga_events::Versioned>::SCHEMA_VERSION,
+                );
+                Ok(())
+            }
+            Command::JournalLoad(args) => journal_load::run(args),
+        }
+    }
+}
+
+/// Installs the log subscriber (binaries only; libraries never do).
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
