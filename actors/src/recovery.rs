@@ -7,6 +7,7 @@ use crate::journal::{Journal, JournalError};
 use ordersaga_events::codec::{decode, decode_event, encode, Format};
 use ordersaga_events::{Envelope, StreamId, Versioned};
 use serde::{Deserialize, Serialize};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use uuid::Uuid;
 
 /// An aggregate's state and the version (last sequence) it reflects.
@@ -56,10 +57,7 @@ pub fn decode_stored<A: Aggregate>(
     if envelope.stream != *stream || envelope.sequence != sequence {
         return Err(JournalError::Corrupt {
             what: format!("event {stream}#{sequence}"),
-            detail: format!(
-                "envelope says {}#{}",
-                envelope.stream, envelope.sequence
-            ),
+            detail: format!("envelope says {}#{}", envelope.stream, envelope.sequence),
         });
     }
     Ok(envelope)
@@ -85,7 +83,15 @@ fn fold<A: Aggregate>(
             });
         }
         let envelope = decode_stored::<A>(stream, sequence, &bytes)?;
-        from.state.apply(&envelope.payload);
+        // `apply` must never fail; if a bug makes it panic, report the event
+        // instead of taking the caller (a router, a tool) down with it.
+        let state = &mut from.state;
+        catch_unwind(AssertUnwindSafe(|| state.apply(&envelope.payload))).map_err(|_| {
+            JournalError::Corrupt {
+                what: format!("event {stream}#{sequence}"),
+                detail: "applying it panicked".into(),
+            }
+        })?;
         from.version = sequence;
     }
     Ok(from)

@@ -106,7 +106,10 @@ fn aggregate_identity() {
     assert_eq!(Product::KIND, StreamKind::Product);
     assert_eq!(Product::SERVICE, Service::Inventory);
     assert_eq!(Product::aggregate_id(&restock(1)), product().as_uuid());
-    assert_eq!(Product::aggregate_id(&commit(order(1))), product().as_uuid());
+    assert_eq!(
+        Product::aggregate_id(&commit(order(1))),
+        product().as_uuid()
+    );
 }
 
 // ---------------------------------------------------------------- add
@@ -433,14 +436,18 @@ fn commit_of_a_reservation_no_longer_held_is_rejected() {
 
 #[test]
 fn return_of_committed_units_puts_them_back_on_hand() {
-    AggregateTest::<Product>::given(vec![added(10), reserved(order(1), 4), committed(order(1), 4)])
-        .when(return_(order(1)))
-        .then_inspect(|result, state| {
-            assert_eq!(result, &Ok(vec![returned(order(1), 4)]));
-            assert_eq!(state.on_hand(), 10);
-            assert_eq!(state.available(), 10);
-            assert_eq!(state.total_returned(), 4);
-        });
+    AggregateTest::<Product>::given(vec![
+        added(10),
+        reserved(order(1), 4),
+        committed(order(1), 4),
+    ])
+    .when(return_(order(1)))
+    .then_inspect(|result, state| {
+        assert_eq!(result, &Ok(vec![returned(order(1), 4)]));
+        assert_eq!(state.on_hand(), 10);
+        assert_eq!(state.available(), 10);
+        assert_eq!(state.total_returned(), 4);
+    });
 }
 
 #[test]

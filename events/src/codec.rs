@@ -83,7 +83,9 @@ impl std::str::FromStr for Format {
         match s {
             "bincode" => Ok(Format::Bincode),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown format {other:?}: expected bincode or json")),
+            other => Err(format!(
+                "unknown format {other:?}: expected bincode or json"
+            )),
         }
     }
 }
@@ -109,7 +111,9 @@ pub enum CodecError {
     #[error("{0} trailing bytes after the value")]
     TrailingBytes(usize),
     /// An event written with a schema version this build cannot read.
-    #[error("{type_name} schema version {found} is not readable by this build (current {current})")]
+    #[error(
+        "{type_name} schema version {found} is not readable by this build (current {current})"
+    )]
     UnknownVersion {
         /// The payload type.
         type_name: &'static str,

@@ -199,8 +199,7 @@ impl Journal {
             db,
         });
         let (tx, rx) = mpsc::channel();
-        let (watch_tx, watch_rx) =
-            watch::channel(trees.meta_u64(META_OUTBOX_NEXT).unwrap_or(1));
+        let (watch_tx, watch_rx) = watch::channel(trees.meta_u64(META_OUTBOX_NEXT).unwrap_or(1));
         let writer_trees = trees.clone();
         let max_group = config.max_group.max(1);
         let handle = std::thread::Builder::new()
@@ -238,11 +237,17 @@ impl Journal {
     ) -> Result<oneshot::Receiver<Result<AppendReceipt, JournalError>>, JournalError> {
         if let Some(append) = &batch.events {
             if append.events.is_empty() {
-                return Err(JournalError::InvalidBatch("an append with no events".into()));
+                return Err(JournalError::InvalidBatch(
+                    "an append with no events".into(),
+                ));
             }
         }
         let (done, receipt) = oneshot::channel();
-        let requests = self.inner.requests.lock().map_err(|_| JournalError::Closed)?;
+        let requests = self
+            .inner
+            .requests
+            .lock()
+            .map_err(|_| JournalError::Closed)?;
         requests
             .as_ref()
             .ok_or(JournalError::Closed)?
@@ -282,17 +287,14 @@ impl Journal {
     ) -> impl Iterator<Item = Result<(u64, Vec<u8>), JournalError>> {
         let start = event_key(stream, from.max(1));
         let end = event_key(stream, u64::MAX);
-        self.trees()
-            .events
-            .range(start..=end)
-            .map(|item| {
-                let (key, value) = item?;
-                let (_, sequence) = split_event_key(&key).ok_or_else(|| JournalError::Corrupt {
-                    what: "event key".into(),
-                    detail: format!("{} bytes", key.len()),
-                })?;
-                Ok((sequence, value.to_vec()))
-            })
+        self.trees().events.range(start..=end).map(|item| {
+            let (key, value) = item?;
+            let (_, sequence) = split_event_key(&key).ok_or_else(|| JournalError::Corrupt {
+                what: "event key".into(),
+                detail: format!("{} bytes", key.len()),
+            })?;
+            Ok((sequence, value.to_vec()))
+        })
     }
 
     /// Every stream in the store with its version, optionally of one kind.
@@ -320,27 +322,30 @@ impl Journal {
 
     /// Store-wide log entries with position ≥ `from`, in append order.
     pub fn read_log(&self, from: u64) -> impl Iterator<Item = Result<LogEntry, JournalError>> + '_ {
-        self.trees().log.range(from.to_be_bytes()..).map(move |item| {
-            let (key, value) = item?;
-            let corrupt = |what: &str| JournalError::Corrupt {
-                what: what.into(),
-                detail: format!("log entry {key:?}"),
-            };
-            let position = read_u64(&key).ok_or_else(|| corrupt("log position"))?;
-            let (stream, sequence) =
-                split_event_key(&value).ok_or_else(|| corrupt("log value"))?;
-            let bytes = self
-                .trees()
-                .events
-                .get(value)?
-                .ok_or_else(|| corrupt("event named by the log is missing"))?;
-            Ok(LogEntry {
-                position,
-                stream,
-                sequence,
-                bytes: bytes.to_vec(),
+        self.trees()
+            .log
+            .range(from.to_be_bytes()..)
+            .map(move |item| {
+                let (key, value) = item?;
+                let corrupt = |what: &str| JournalError::Corrupt {
+                    what: what.into(),
+                    detail: format!("log entry {key:?}"),
+                };
+                let position = read_u64(&key).ok_or_else(|| corrupt("log position"))?;
+                let (stream, sequence) =
+                    split_event_key(&value).ok_or_else(|| corrupt("log value"))?;
+                let bytes = self
+                    .trees()
+                    .events
+                    .get(value)?
+                    .ok_or_else(|| corrupt("event named by the log is missing"))?;
+                Ok(LogEntry {
+                    position,
+                    stream,
+                    sequence,
+                    bytes: bytes.to_vec(),
+                })
             })
-        })
     }
 
     /// The next global log position to be written.
@@ -388,6 +393,22 @@ impl Journal {
             .map(|v| v.to_vec()))
     }
 
+    /// Every processed command id with its stored reply, in id byte order.
+    /// Read-only: for verification and crash tests, which must check that
+    /// every stored reply has its events (there is no other way to list them).
+    pub fn processed_commands(
+        &self,
+    ) -> impl Iterator<Item = Result<(CommandId, Vec<u8>), JournalError>> {
+        self.trees().processed.iter().map(|item| {
+            let (key, value) = item?;
+            let id = uuid::Uuid::from_slice(&key).map_err(|_| JournalError::Corrupt {
+                what: "processed command id".into(),
+                detail: format!("{} bytes", key.len()),
+            })?;
+            Ok((CommandId::from_uuid(id), value.to_vec()))
+        })
+    }
+
     /// Up to `limit` outbox records with position ≥ `from`, in order.
     pub fn outbox_pending(
         &self,
@@ -432,7 +453,11 @@ impl Journal {
     }
 
     /// The stored consumer position for a topic partition.
-    pub fn offset(&self, topic: &str, partition: i32) -> Result<Option<ConsumedOffset>, JournalError> {
+    pub fn offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<ConsumedOffset>, JournalError> {
         match self.trees().offsets.get(offset_key(topic, partition))? {
             None => Ok(None),
             Some(bytes) => decode(&bytes)
@@ -442,7 +467,11 @@ impl Journal {
     }
 
     /// The stream holding `value` in a uniqueness index.
-    pub fn unique_holder(&self, index: &str, value: &str) -> Result<Option<StreamId>, JournalError> {
+    pub fn unique_holder(
+        &self,
+        index: &str,
+        value: &str,
+    ) -> Result<Option<StreamId>, JournalError> {
         Ok(self
             .trees()
             .unique

@@ -71,13 +71,16 @@ pub(crate) fn run(
                 tracing::error!(cause = %err, "journal flush failed");
                 let message = err.to_string();
                 for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
-                    *outcome = Err(JournalError::Storage(sled::Error::Io(std::io::Error::other(
-                        message.clone(),
-                    ))));
+                    *outcome = Err(JournalError::Storage(sled::Error::Io(
+                        std::io::Error::other(message.clone()),
+                    )));
                 }
             } else {
                 trees.stats.flushes.fetch_add(1, Ordering::Relaxed);
-                trees.stats.commits.fetch_add(wrote as u64, Ordering::Relaxed);
+                trees
+                    .stats
+                    .commits
+                    .fetch_add(wrote as u64, Ordering::Relaxed);
                 trees.stats.events.fetch_add(events, Ordering::Relaxed);
                 outbox_watch.send_replace(cursor.outbox_next);
             }
@@ -111,7 +114,8 @@ fn commit_one(
     let offset = match &batch.offset {
         Some(offset) => Some((
             offset_key(&offset.topic, offset.partition),
-            encode(Format::Bincode, offset).map_err(|e| JournalError::InvalidBatch(e.to_string()))?,
+            encode(Format::Bincode, offset)
+                .map_err(|e| JournalError::InvalidBatch(e.to_string()))?,
         )),
         None => None,
     };
@@ -131,7 +135,8 @@ fn commit_one(
     )
         .transaction(
             |(events, versions, log, outbox, processed, offsets, unique, meta)| {
-                let abort = |e: JournalError| ConflictableTransactionError::Abort(Abort::Journal(e));
+                let abort =
+                    |e: JournalError| ConflictableTransactionError::Abort(Abort::Journal(e));
                 if let Some((command_id, reply)) = &batch.processed {
                     let key = command_id.as_uuid().into_bytes();
                     if let Some(previous) = processed.get(key)? {

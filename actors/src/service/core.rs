@@ -5,7 +5,9 @@
 use super::config::ServiceConfig;
 use super::error::ServiceError;
 use crate::aggregate::{Aggregate, UniqueChange};
-use crate::journal::{AppendBatch, ConsumedOffset, Journal, JournalError, OutboxRecord, StreamAppend};
+use crate::journal::{
+    AppendBatch, ConsumedOffset, Journal, JournalError, OutboxRecord, StreamAppend,
+};
 use crate::recovery::{encode_snapshot, recover, stream_of, Recovered};
 use chrono::Utc;
 use ordersaga_events::codec::{decode, encode, encode_event, Format};
@@ -169,8 +171,10 @@ impl<A: Aggregate> EntityCore<A> {
         if every == 0 || self.version - self.snapshot_version < every {
             return;
         }
-        let saved = encode_snapshot(&self.state)
-            .and_then(|bytes| self.journal.save_snapshot(&self.stream, self.version, &bytes));
+        let saved = encode_snapshot(&self.state).and_then(|bytes| {
+            self.journal
+                .save_snapshot(&self.stream, self.version, &bytes)
+        });
         match saved {
             Ok(()) => self.snapshot_version = self.version,
             // A missing snapshot only costs a longer replay.
@@ -181,14 +185,17 @@ impl<A: Aggregate> EntityCore<A> {
     /// A command id seen before: answer as the first time and change nothing
     /// but the consumer position (and a fresh copy of the reply record).
     async fn redelivered(&self, exec: &Execute<A>, stored: &[u8]) -> Result<Reply, ServiceError> {
-        let reply: Reply = decode(stored)
-            .map_err(|e| JournalError::corrupt(format!("stored reply of {}", exec.command.command_id), e))?;
+        let reply: Reply = decode(stored).map_err(|e| {
+            JournalError::corrupt(format!("stored reply of {}", exec.command.command_id), e)
+        })?;
         let mut batch = AppendBatch {
             offset: exec.offset.clone(),
             ..AppendBatch::default()
         };
         if let Some(topic) = &exec.command.reply_to {
-            batch.outbox.push(reply_record(topic, &reply, exec.reply_format)?);
+            batch
+                .outbox
+                .push(reply_record(topic, &reply, exec.reply_format)?);
         }
         if batch.offset.is_some() || !batch.outbox.is_empty() {
             self.journal.append(batch).await?;
@@ -261,7 +268,9 @@ impl<A: Aggregate> EntityCore<A> {
             encode(Format::Bincode, &reply).map_err(encode_error)?,
         ));
         if let Some(topic) = &cmd.reply_to {
-            batch.outbox.push(reply_record(topic, &reply, exec.reply_format)?);
+            batch
+                .outbox
+                .push(reply_record(topic, &reply, exec.reply_format)?);
         }
         Ok((batch, reply, events))
     }

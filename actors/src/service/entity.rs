@@ -2,7 +2,7 @@
 //!
 //! Commands are handled one at a time ([`AtomicResponse`]): the next command is
 //! decided only after the previous one's events are durable and applied. The
-//! mailbox is bounded; the router refuses work for a full one.
+//! mailbox is bounded (see `mailbox`); the router refuses work for a full one.
 //!
 //! Supervision: a panic in `decide` or `apply` is contained, the state is
 //! rebuilt from the journal and the command is answered with
@@ -12,6 +12,7 @@
 
 use super::core::{EntityCore, Execute};
 use super::error::ServiceError;
+use super::mailbox::Ticket;
 use crate::aggregate::Aggregate;
 use crate::recovery::Recovered;
 use actix::prelude::*;
@@ -26,6 +27,8 @@ pub(crate) type Respond = oneshot::Sender<Result<Reply, ServiceError>>;
 pub(crate) struct Deliver<A: Aggregate> {
     pub exec: Execute<A>,
     pub respond: Respond,
+    /// Held until the command is answered.
+    pub ticket: Ticket,
 }
 
 impl<A: Aggregate> Message for Deliver<A> {
@@ -48,15 +51,11 @@ pub(crate) struct Passivate;
 
 pub(crate) struct Entity<A: Aggregate> {
     core: Option<EntityCore<A>>,
-    mailbox: usize,
 }
 
 impl<A: Aggregate> Entity<A> {
-    pub fn new(core: EntityCore<A>, mailbox: usize) -> Self {
-        Self {
-            core: Some(core),
-            mailbox,
-        }
+    pub fn new(core: EntityCore<A>) -> Self {
+        Self { core: Some(core) }
     }
 }
 
@@ -64,7 +63,8 @@ impl<A: Aggregate> Actor for Entity<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.mailbox);
+        // Bounded by tickets (see `mailbox`), not by actix's parking capacity.
+        ctx.set_mailbox_capacity(0);
     }
 }
 
@@ -79,10 +79,15 @@ impl<A: Aggregate> Handler<Deliver<A>> for Entity<A> {
             let _ = msg.respond.send(Err(ServiceError::Stopped));
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         };
-        let Deliver { exec, respond } = msg;
+        let Deliver {
+            exec,
+            respond,
+            ticket,
+        } = msg;
         AtomicResponse::new(Box::pin(
             async move {
                 let result = core.execute(exec).await;
+                drop(ticket);
                 (core, result)
             }
             .into_actor(self)

@@ -8,6 +8,7 @@ mod config;
 mod core;
 mod entity;
 mod error;
+mod mailbox;
 mod router;
 
 pub use self::core::Execute;
@@ -19,6 +20,7 @@ use crate::aggregates::{Order, Product, User};
 use crate::journal::Journal;
 use crate::recovery::{stream_of, Recovered};
 use actix::prelude::*;
+use mailbox::Mailbox;
 use ordersaga_events::{CommandEnvelope, Reply, StreamId};
 use router::{CountEntities, InspectEntity, Route, Router};
 use std::future::Future;
@@ -38,6 +40,7 @@ pub type OrderService = Service<Order>;
 /// A handle to a running service. Cheap to clone.
 pub struct Service<A: Aggregate> {
     router: Addr<Router<A>>,
+    mailbox: Mailbox,
     journal: Journal,
 }
 
@@ -45,6 +48,7 @@ impl<A: Aggregate> Clone for Service<A> {
     fn clone(&self) -> Self {
         Self {
             router: self.router.clone(),
+            mailbox: self.mailbox.clone(),
             journal: self.journal.clone(),
         }
     }
@@ -100,8 +104,13 @@ impl Future for PendingReply {
 impl<A: Aggregate> Service<A> {
     /// Starts the router on the current actix arbiter.
     pub fn start(journal: Journal, config: ServiceConfig) -> Self {
+        let mailbox = Mailbox::new(config.router_mailbox);
         let router = Router::<A>::new(journal.clone(), Arc::new(config)).start();
-        Self { router, journal }
+        Self {
+            router,
+            mailbox,
+            journal,
+        }
     }
 
     /// The service's journal.
@@ -113,12 +122,19 @@ impl<A: Aggregate> Service<A> {
     /// command back at once.
     pub fn submit(&self, exec: Execute<A>) -> Result<PendingReply, SubmitError<A>> {
         let stream = stream_of::<A>(A::aggregate_id(&exec.command.command));
-        let (respond, rx) = oneshot::channel();
-        match self.router.try_send(Route { exec, respond }) {
-            Ok(()) => Ok(PendingReply { stream, rx }),
-            Err(SendError::Full(route)) => Err(SubmitError::Overloaded(Box::new(route.exec))),
-            Err(SendError::Closed(route)) => Err(SubmitError::Stopped(Box::new(route.exec))),
+        let Some(ticket) = self.mailbox.try_reserve() else {
+            return Err(SubmitError::Overloaded(Box::new(exec)));
+        };
+        if !self.router.connected() {
+            return Err(SubmitError::Stopped(Box::new(exec)));
         }
+        let (respond, rx) = oneshot::channel();
+        self.router.do_send(Route {
+            exec,
+            respond,
+            ticket,
+        });
+        Ok(PendingReply { stream, rx })
     }
 
     /// Executes a command and waits for its reply.
@@ -128,18 +144,17 @@ impl<A: Aggregate> Service<A> {
 
     /// Executes a bare command (fresh ids, no reply topic).
     pub async fn send(&self, command: A::Command) -> Result<Reply, ServiceError> {
-        self.execute(Execute::new(CommandEnvelope::new(command))).await
+        self.execute(Execute::new(CommandEnvelope::new(command)))
+            .await
     }
 
     /// The live state of aggregate `id`, as its entity holds it.
     pub async fn state(&self, id: Uuid) -> Result<Recovered<A>, ServiceError> {
         let (respond, rx) = oneshot::channel();
-        self.router
-            .try_send(InspectEntity { id, respond })
-            .map_err(|e| match e {
-                SendError::Full(_) => ServiceError::Overloaded("router"),
-                SendError::Closed(_) => ServiceError::Stopped,
-            })?;
+        if !self.router.connected() {
+            return Err(ServiceError::Stopped);
+        }
+        self.router.do_send(InspectEntity { id, respond });
         rx.await.map_err(|_| ServiceError::Stopped)?
     }
 

@@ -6,20 +6,25 @@ use super::config::ServiceConfig;
 use super::core::{EntityCore, Execute};
 use super::entity::{Deliver, Entity, Inspect, Passivate, Respond};
 use super::error::ServiceError;
+use super::mailbox::{Mailbox, Ticket};
 use crate::aggregate::Aggregate;
 use crate::journal::Journal;
 use crate::recovery::Recovered;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so tests can pause and advance time instead of sleeping.
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 /// Route a command to its entity.
 pub(crate) struct Route<A: Aggregate> {
     pub exec: Execute<A>,
     pub respond: Respond,
+    /// The command's place in the router mailbox, freed once routed.
+    pub ticket: Ticket,
 }
 
 impl<A: Aggregate> Message for Route<A> {
@@ -43,6 +48,7 @@ pub(crate) struct CountEntities;
 
 struct Slot<A: Aggregate> {
     addr: Addr<Entity<A>>,
+    mailbox: Mailbox,
     last_used: Instant,
 }
 
@@ -62,26 +68,28 @@ impl<A: Aggregate> Router<A> {
     }
 
     /// The live entity for `id`, spawned from the journal if there is none.
-    fn entity(&mut self, id: Uuid) -> Result<Addr<Entity<A>>, ServiceError> {
+    fn entity(&mut self, id: Uuid) -> Result<(Addr<Entity<A>>, Mailbox), ServiceError> {
         if let Some(slot) = self.entities.get_mut(&id) {
             if slot.addr.connected() {
                 slot.last_used = Instant::now();
-                return Ok(slot.addr.clone());
+                return Ok((slot.addr.clone(), slot.mailbox.clone()));
             }
         }
         let core = EntityCore::<A>::recover(self.journal.clone(), self.config.clone(), id)?;
-        let addr = Entity::new(core, self.config.entity_mailbox.max(1)).start();
+        let addr = Entity::new(core).start();
+        let mailbox = Mailbox::new(self.config.entity_mailbox);
         self.entities.insert(
             id,
             Slot {
                 addr: addr.clone(),
+                mailbox: mailbox.clone(),
                 last_used: Instant::now(),
             },
         );
         if self.entities.len() > self.config.max_entities {
             self.evict_least_recent();
         }
-        Ok(addr)
+        Ok((addr, mailbox))
     }
 
     /// Passivates the least recently used tenth of the entities. Done in bulk
@@ -121,8 +129,10 @@ impl<A: Aggregate> Actor for Router<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.config.router_mailbox.max(1));
-        let every = (self.config.passivate_after / 2).clamp(Duration::from_millis(10), Duration::from_secs(30));
+        // Bounded by tickets taken in `Service::submit`, not by actix.
+        ctx.set_mailbox_capacity(0);
+        let every = (self.config.passivate_after / 2)
+            .clamp(Duration::from_millis(10), Duration::from_secs(30));
         ctx.run_interval(every, |router, _| router.sweep());
     }
 }
@@ -131,33 +141,33 @@ impl<A: Aggregate> Handler<Route<A>> for Router<A> {
     type Result = ();
 
     fn handle(&mut self, msg: Route<A>, _: &mut Self::Context) {
-        let id = A::aggregate_id(&msg.exec.command.command);
-        let mut deliver = Deliver {
-            exec: msg.exec,
-            respond: msg.respond,
-        };
-        // Two tries: the first may hit an entity that just stopped.
-        for _ in 0..2 {
-            let addr = match self.entity(id) {
-                Ok(addr) => addr,
-                Err(err) => {
-                    let _ = deliver.respond.send(Err(err));
-                    return;
-                }
-            };
-            match addr.try_send(deliver) {
-                Ok(()) => return,
-                Err(SendError::Full(back)) => {
-                    let _ = back.respond.send(Err(ServiceError::Overloaded("entity")));
-                    return;
-                }
-                Err(SendError::Closed(back)) => {
-                    self.entities.remove(&id);
-                    deliver = back;
-                }
+        let Route {
+            exec,
+            respond,
+            ticket: _router_place,
+        } = msg;
+        let id = A::aggregate_id(&exec.command.command);
+        let (addr, mailbox) = match self.entity(id) {
+            Ok(found) => found,
+            Err(err) => {
+                let _ = respond.send(Err(err));
+                return;
             }
-        }
-        let _ = deliver.respond.send(Err(ServiceError::Stopped));
+        };
+        let Some(ticket) = mailbox.try_reserve() else {
+            let _ = respond.send(Err(ServiceError::Overloaded("entity")));
+            return;
+        };
+        let deliver = Deliver {
+            exec,
+            respond,
+            ticket,
+        };
+        // `entity()` returned a connected actor and nothing runs in between
+        // on this thread. Should it die with the message queued, dropping the
+        // message drops `respond`: the caller sees `EntityCrashed`, never
+        // silence, and the next command gets a fresh entity.
+        addr.do_send(deliver);
     }
 }
 
@@ -166,7 +176,7 @@ impl<A: Aggregate> Handler<InspectEntity<A>> for Router<A> {
 
     fn handle(&mut self, msg: InspectEntity<A>, _: &mut Self::Context) {
         let addr = match self.entity(msg.id) {
-            Ok(addr) => addr,
+            Ok((addr, _)) => addr,
             Err(err) => {
                 let _ = msg.respond.send(Err(err));
                 return;
@@ -174,10 +184,7 @@ impl<A: Aggregate> Handler<InspectEntity<A>> for Router<A> {
         };
         let (tx, rx) = oneshot::channel();
         let respond = msg.respond;
-        if addr.try_send(Inspect { respond: tx }).is_err() {
-            let _ = respond.send(Err(ServiceError::Overloaded("entity")));
-            return;
-        }
+        addr.do_send(Inspect { respond: tx });
         actix::spawn(async move {
             let result = rx.await.map_err(|_| ServiceError::Stopped);
             let _ = respond.send(result);
@@ -189,6 +196,9 @@ impl<A: Aggregate> Handler<CountEntities> for Router<A> {
     type Result = usize;
 
     fn handle(&mut self, _: CountEntities, _: &mut Self::Context) -> usize {
-        self.entities.values().filter(|s| s.addr.connected()).count()
+        self.entities
+            .values()
+            .filter(|s| s.addr.connected())
+            .count()
     }
 }
