@@ -15,3 +15,5 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod kafka;
+pub mod node;

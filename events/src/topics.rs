@@ -68,4 +68,19 @@ pub const HEARTBEATS: &str = "services.heartbeats";
 pub mod header {
     /// The payload encoding: [`crate::Format::content_type`].
     pub const CONTENT_TYPE: &str = "content-type";
+    /// On event records: the event id, for consumers that drop duplicates
+    /// without decoding the payload.
+    pub const EVENT_ID: &str = "event-id";
+    /// On dead letters: why the record could not be handled.
+    pub const DEADLETTER_REASON: &str = "deadletter-reason";
+    /// On dead letters: a stable code for the reason (e.g. `undecodable`).
+    pub const DEADLETTER_CODE: &str = "deadletter-code";
+    /// On dead letters: the topic the record came from.
+    pub const DEADLETTER_TOPIC: &str = "deadletter-topic";
+    /// On dead letters: the partition the record came from.
+    pub const DEADLETTER_PARTITION: &str = "deadletter-partition";
+    /// On dead letters: the record's offset in that partition.
+    pub const DEADLETTER_OFFSET: &str = "deadletter-offset";
+    /// On dead letters: the service that gave up on the record.
+    pub const DEADLETTER_SERVICE: &str = "deadletter-service";
 }

@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand.
 
+mod common;
 mod journal_load;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -23,8 +25,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the three services in this process and drive a few orders through them.
+    /// Run all three services in this process (embedded Kafka unless --brokers).
     Run(run::RunArgs),
+    /// Run one service in this process against a Kafka cluster.
+    Serve(serve::ServeArgs),
     /// Print the version of the binary and of the wire contract.
     Version,
     /// Append to a store under load, printing each durable append (crash tests).
@@ -37,6 +41,7 @@ impl Command {
     pub fn run(self) -> Result<(), CliError> {
         match self {
             Command::Run(args) => run::run(args),
+            Command::Serve(args) => serve::run(args),
             Command::Version => {
                 println!(
                     "ordersaga {} (event schema: user v{}, order v{}, inventory v{})",

@@ -1,19 +1,84 @@
-//! `ordersaga run`.
+//! `ordersaga run`: all three services in this process, on the embedded
+//! broker (nothing to install) or on a real cluster with `--brokers`.
 
+use super::common::{shutdown_signal, KafkaArgs, ServiceArgs};
 use super::CliError;
+use crate::kafka::embedded::EmbeddedBroker;
+use crate::node::{self, RunningService};
 use clap::Args;
-use std::path::PathBuf;
+use ordersaga_events::topics::Service as ServiceName;
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Where the services keep their stores (one directory per service).
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
+    /// Kafka bootstrap servers (`host:port,…`). Without it, an embedded broker
+    /// is started in this process.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
-/// Runs the system.
+/// Runs the three services until Ctrl-C or SIGTERM.
 pub fn run(args: RunArgs) -> Result<(), CliError> {
-    let _ = args;
-    Ok(())
+    actix_rt::System::new().block_on(async move {
+        // The embedded broker lives exactly as long as this block.
+        let embedded = match &args.brokers {
+            Some(_) => None,
+            None => Some(EmbeddedBroker::start()?),
+        };
+        let brokers = match (&args.brokers, &embedded) {
+            (Some(brokers), _) => brokers.clone(),
+            (None, Some(broker)) => broker.bootstrap_servers(),
+            (None, None) => unreachable!("an embedded broker is started when none is given"),
+        };
+        let mut kafka = args.kafka.config(&brokers);
+        if let Some(broker) = &embedded {
+            kafka.auto_create_topics = true;
+            let topics: Vec<String> = ServiceName::ALL
+                .into_iter()
+                .flat_map(crate::kafka::topics::topics_of)
+                .collect();
+            broker.create_topics(&kafka, &topics)?;
+        }
+        let options = args.service.node_options(kafka);
+        let mut running: Vec<RunningService> = Vec::new();
+        for name in ServiceName::ALL {
+            match node::start(name, &options).await {
+                Ok(service) => running.push(service),
+                Err(err) => {
+                    for service in running {
+                        service.stop().await;
+                    }
+                    return Err(err.into());
+                }
+            }
+        }
+        match &embedded {
+            Some(_) => println!("ordersaga is running on an embedded Kafka broker at {brokers}"),
+            None => println!("ordersaga is running on Kafka at {brokers}"),
+        }
+        println!(
+            "  stores under {}; topics: users|orders|inventory.commands and .events{}",
+            options.data_dir.display(),
+            options
+                .kafka
+                .namespace
+                .as_ref()
+                .map(|ns| format!(" (prefixed {ns}.)"))
+                .unwrap_or_default()
+        );
+        println!("  any Kafka client can connect with bootstrap.servers={brokers}");
+        println!("  press Ctrl-C (or send SIGTERM) to stop");
+        shutdown_signal().await;
+        println!("stopping: finishing commands in flight and publishing the outbox…");
+        for service in running {
+            service.stop().await;
+        }
+        println!("stopped");
+        drop(embedded);
+        Ok(())
+    })
 }

@@ -409,14 +409,24 @@ impl Journal {
         })
     }
 
-    /// Up to `limit` outbox records with position ≥ `from`, in order.
+    /// Up to `limit` outbox records with position ≥ `from`, in order; only
+    /// records whose append is durable (below [`Journal::outbox_watch`]).
     pub fn outbox_pending(
         &self,
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxRecord)>, JournalError> {
+        // The writer commits a group's transactions before its flush, so
+        // sled already shows records a crash could still take back. A relay
+        // must not publish those: stop at the head the writer publishes after
+        // the flush.
+        let durable = *self.inner.outbox_watch.borrow();
         let mut out = Vec::new();
-        for item in self.trees().outbox.range(from.to_be_bytes()..).take(limit) {
+        if from >= durable {
+            return Ok(out);
+        }
+        let range = from.to_be_bytes()..durable.to_be_bytes();
+        for item in self.trees().outbox.range(range).take(limit) {
             let (key, value) = item?;
             let position = read_u64(&key).ok_or_else(|| JournalError::Corrupt {
                 what: "outbox position".into(),

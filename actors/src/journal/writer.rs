@@ -9,10 +9,10 @@
 
 use super::error::JournalError;
 use super::keys::{event_key, offset_key, read_u64, unique_key};
-use super::records::{AppendBatch, AppendReceipt};
+use super::records::{AppendBatch, AppendReceipt, ConsumedOffset};
 use super::{Trees, META_LOG_NEXT, META_OUTBOX_NEXT};
 use crate::aggregate::UniqueChange;
-use ordersaga_events::codec::{encode, Format};
+use ordersaga_events::codec::{decode, encode, Format};
 use ordersaga_events::StreamId;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use std::sync::atomic::Ordering;
@@ -116,6 +116,7 @@ fn commit_one(
             offset_key(&offset.topic, offset.partition),
             encode(Format::Bincode, offset)
                 .map_err(|e| JournalError::InvalidBatch(e.to_string()))?,
+            offset,
         )),
         None => None,
     };
@@ -185,8 +186,23 @@ fn commit_one(
                 if !outbox_bytes.is_empty() {
                     meta.insert(META_OUTBOX_NEXT, &position.to_be_bytes())?;
                 }
-                if let Some((key, value)) = &offset {
-                    offsets.insert(key.as_slice(), value.as_slice())?;
+                if let Some((key, value, next)) = &offset {
+                    // Commands finish out of order across aggregates, so a
+                    // position may arrive after a later one: never go back
+                    // (on the same cluster).
+                    let newer = match offsets.get(key.as_slice())? {
+                        Some(stored) => match decode::<ConsumedOffset>(&stored) {
+                            Ok(stored) => {
+                                stored.cluster_id != next.cluster_id
+                                    || stored.next_offset < next.next_offset
+                            }
+                            Err(_) => true,
+                        },
+                        None => true,
+                    };
+                    if newer {
+                        offsets.insert(key.as_slice(), value.as_slice())?;
+                    }
                 }
                 Ok(())
             },

@@ -240,7 +240,13 @@ impl<A: Aggregate> EntityCore<A> {
                         topic: A::SERVICE.events_topic().to_string(),
                         key: self.id.to_string().into_bytes(),
                         payload: published,
-                        headers: vec![content_type(self.config.event_format)],
+                        headers: vec![
+                            content_type(self.config.event_format),
+                            (
+                                header::EVENT_ID.to_string(),
+                                envelope.event_id.to_string().into_bytes(),
+                            ),
+                        ],
                     });
                     unique.extend(A::unique_changes(event));
                     stored.push(bytes);

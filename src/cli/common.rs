@@ -1,0 +1,81 @@
+//! Options and helpers shared by the subcommands that run services.
+
+use crate::kafka::KafkaConfig;
+use crate::node::NodeOptions;
+use clap::Args;
+use ordersaga_events::Format;
+use std::path::PathBuf;
+
+/// How topics are laid out.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Partitions of each topic ordersaga creates.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// Replication factor of each topic ordersaga creates.
+    #[arg(long, default_value_t = 1)]
+    pub replication: i32,
+    /// Prefix every topic and consumer group with `NAMESPACE.`.
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+impl KafkaArgs {
+    /// The Kafka config for `brokers`.
+    pub fn config(&self, brokers: &str) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers.to_string(),
+            partitions: self.partitions,
+            replication: self.replication,
+            namespace: self.namespace.clone(),
+            auto_create_topics: false,
+        }
+    }
+}
+
+/// How services store and publish.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Where the stores live, one directory per service.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Encoding of records on the event topics: bincode or json.
+    #[arg(long, default_value = "bincode")]
+    pub event_format: Format,
+    /// Snapshot every N events per aggregate (0: never).
+    #[arg(long, default_value_t = 100)]
+    pub snapshot_every: u64,
+}
+
+impl ServiceArgs {
+    /// Node options for `kafka`.
+    pub fn node_options(&self, kafka: KafkaConfig) -> NodeOptions {
+        let mut options = NodeOptions::new(kafka, &self.data);
+        options.service.event_format = self.event_format;
+        options.service.snapshot_every = self.snapshot_every;
+        options
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,508 @@
+//! The command consumer of one service.
+//!
+//! Delivery guarantee: **at least once in, exactly once in effect.** Each
+//! record is decoded (bincode or JSON, told apart by its first byte; the
+//! `content-type` header says the same), routed to its entity actor, and its
+//! offset is stored in the same journal transaction as its effects. On
+//! assignment the consumer seeks to the journal's offsets, so a restart
+//! resumes exactly after the last durable command; a command seen again is
+//! recognised by its id and answered with its first reply.
+//!
+//! Records run concurrently across aggregates (in order per aggregate: the
+//! router and each entity's mailbox are FIFO). Because they finish out of
+//! order, the offset stored with a command is the partition's low-water mark:
+//! the oldest offset still in flight, so nothing unfinished is ever skipped.
+//! A record that cannot be decoded, or whose command keeps failing, goes to
+//! the dead-letter topic with the reason, in the same transaction as its
+//! offset, and consumption continues.
+
+use super::deadletter::{self, Origin};
+use super::{topics, valid_topic_name, KafkaConfig};
+use ordersaga_actors::journal::{AppendBatch, ConsumedOffset};
+use ordersaga_actors::{Aggregate, Execute, Journal, Service, ServiceError};
+use ordersaga_events::codec::{decode, Format};
+use ordersaga_events::CommandEnvelope;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How a consumer behaves. `Default` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct ConsumerSettings {
+    /// Most commands in flight at once. Keep it at most the entity mailbox
+    /// size, so the consumer alone can never overload an entity. Default 64.
+    pub window: usize,
+    /// Attempts at a command that fails without a business answer (storage
+    /// error, crashed entity) before it is dead-lettered. Default 5.
+    pub attempts: u32,
+    /// How long a stop waits for commands in flight. Default 30 s.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            window: 64,
+            attempts: 5,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The consumer's rdkafka context: on every assignment it seeks each
+/// partition to the offset stored in the journal (when that offset was issued
+/// by this cluster).
+pub struct JournalOffsets {
+    journal: Journal,
+    cluster_id: String,
+    service: &'static str,
+}
+
+impl JournalOffsets {
+    /// A context reading offsets from `journal`, valid for `cluster_id`.
+    pub fn new(journal: Journal, cluster_id: String, service: &'static str) -> Self {
+        Self {
+            journal,
+            cluster_id,
+            service,
+        }
+    }
+}
+
+impl ClientContext for JournalOffsets {}
+
+impl ConsumerContext for JournalOffsets {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                for (topic, partition) in partitions {
+                    match self.journal.offset(&topic, partition) {
+                        Ok(Some(stored)) if stored.cluster_id == self.cluster_id => {
+                            let _ = tpl.set_partition_offset(
+                                &topic,
+                                partition,
+                                Offset::Offset(stored.next_offset),
+                            );
+                        }
+                        Ok(Some(stored)) => tracing::info!(
+                            service = self.service,
+                            topic,
+                            partition,
+                            stored_cluster = %stored.cluster_id,
+                            "stored offset is from another cluster; starting from the group's position"
+                        ),
+                        Ok(None) => {}
+                        Err(err) => {
+                            tracing::error!(service = self.service, cause = %err, "cannot read the stored offset")
+                        }
+                    }
+                }
+                tracing::info!(service = self.service, assignment = ?tpl, "partitions assigned");
+                if let Err(err) = consumer.assign(tpl) {
+                    tracing::error!(service = self.service, cause = %err, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(service = self.service, "partitions revoked");
+                if let Err(err) = consumer.unassign() {
+                    tracing::error!(service = self.service, cause = %err, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(service = self.service, error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+type Partition = (String, i32);
+
+/// Offsets in flight per partition, for the low-water mark.
+#[derive(Default)]
+struct InFlight {
+    offsets: HashMap<Partition, BTreeSet<i64>>,
+    /// The next offset after the last record seen, per partition.
+    seen: HashMap<Partition, i64>,
+    /// The last offset written to the journal, per partition.
+    stored: HashMap<Partition, i64>,
+    count: usize,
+}
+
+impl InFlight {
+    /// Registers `offset` and returns the offset to store with it: the oldest
+    /// still in flight before it, or the one after it if there is none.
+    fn begin(&mut self, partition: &Partition, offset: i64) -> i64 {
+        let set = self.offsets.entry(partition.clone()).or_default();
+        let mark = set.first().copied().unwrap_or(offset + 1);
+        set.insert(offset);
+        self.seen.insert(partition.clone(), offset + 1);
+        self.count += 1;
+        mark
+    }
+
+    /// Marks `offset` done; returns the partition's low-water mark now.
+    fn finish(&mut self, partition: &Partition, offset: i64) -> i64 {
+        let set = self.offsets.entry(partition.clone()).or_default();
+        if set.remove(&offset) {
+            self.count -= 1;
+        }
+        set.first()
+            .copied()
+            .unwrap_or_else(|| self.seen.get(partition).copied().unwrap_or(offset + 1))
+    }
+}
+
+/// A finished record.
+struct Done {
+    partition: Partition,
+    offset: i64,
+}
+
+/// Everything a command task needs.
+struct Context<A: Aggregate> {
+    service: Service<A>,
+    journal: Journal,
+    kafka: KafkaConfig,
+    cluster_id: String,
+    name: &'static str,
+    settings: ConsumerSettings,
+    done: mpsc::UnboundedSender<Done>,
+}
+
+impl<A: Aggregate> Clone for Context<A> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            journal: self.journal.clone(),
+            kafka: self.kafka.clone(),
+            cluster_id: self.cluster_id.clone(),
+            name: self.name,
+            settings: self.settings.clone(),
+            done: self.done.clone(),
+        }
+    }
+}
+
+/// Consumes the service's command topic until `stop` becomes true, then waits
+/// (bounded) for the commands in flight and stores the final offsets.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<A: Aggregate>(
+    service: Service<A>,
+    consumer: StreamConsumer<JournalOffsets>,
+    kafka: KafkaConfig,
+    cluster_id: String,
+    settings: ConsumerSettings,
+    mut stop: watch::Receiver<bool>,
+) where
+    A::Command: DeserializeOwned,
+{
+    let name = A::SERVICE.name();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let ctx = Context {
+        journal: service.journal().clone(),
+        service,
+        kafka,
+        cluster_id,
+        name,
+        settings,
+        done: done_tx,
+    };
+    let mut in_flight = InFlight::default();
+    let mut known_topics: HashSet<String> = HashSet::new();
+    let window = ctx.settings.window.max(1);
+    loop {
+        tokio::select! {
+            biased;
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+            Some(done) = done_rx.recv() => {
+                finish(&ctx, &consumer, &mut in_flight, done).await;
+            }
+            received = consumer.recv(), if in_flight.count < window => {
+                match received {
+                    Ok(message) => {
+                        let message = message.detach();
+                        dispatch(&ctx, &mut in_flight, &mut known_topics, message).await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(service = name, cause = %err, "consume error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + ctx.settings.drain_timeout;
+    while in_flight.count > 0 {
+        match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+            Ok(Some(done)) => finish(&ctx, &consumer, &mut in_flight, done).await,
+            _ => {
+                tracing::warn!(
+                    service = name,
+                    left = in_flight.count,
+                    "stopping with commands in flight; they are consumed again on restart"
+                );
+                break;
+            }
+        }
+    }
+    tracing::info!(service = name, "consumer stopped");
+}
+
+/// A record finished: advance the partition's mark and, once nothing is in
+/// flight there, store it (the commands stored an older mark with their
+/// effects).
+async fn finish<A: Aggregate>(
+    ctx: &Context<A>,
+    consumer: &StreamConsumer<JournalOffsets>,
+    in_flight: &mut InFlight,
+    done: Done,
+) {
+    let mark = in_flight.finish(&done.partition, done.offset);
+    let (topic, partition) = &done.partition;
+    // Committed group offsets are informational (lag); the journal decides.
+    let _ = consumer.store_offset(topic, *partition, mark - 1);
+    let idle = in_flight
+        .offsets
+        .get(&done.partition)
+        .is_none_or(|s| s.is_empty());
+    let stored = in_flight.stored.get(&done.partition).copied().unwrap_or(-1);
+    if idle && mark > stored {
+        let batch = AppendBatch {
+            offset: Some(ConsumedOffset {
+                topic: topic.clone(),
+                partition: *partition,
+                cluster_id: ctx.cluster_id.clone(),
+                next_offset: mark,
+            }),
+            ..AppendBatch::default()
+        };
+        match ctx.journal.append(batch).await {
+            Ok(_) => {
+                in_flight.stored.insert(done.partition.clone(), mark);
+            }
+            Err(err) => {
+                tracing::warn!(service = ctx.name, cause = %err, "cannot store the consumer offset")
+            }
+        }
+    }
+}
+
+/// Why a record is dead-lettered.
+struct Refusal {
+    code: &'static str,
+    reason: String,
+}
+
+fn decode_command<C: DeserializeOwned>(
+    message: &OwnedMessage,
+) -> Result<(CommandEnvelope<C>, Format), Refusal> {
+    let payload = message.payload().unwrap_or_default();
+    let format = Format::detect(payload).map_err(|e| Refusal {
+        code: "undecodable",
+        reason: e.to_string(),
+    })?;
+    let envelope: CommandEnvelope<C> = decode(payload).map_err(|e| Refusal {
+        code: "undecodable",
+        reason: e.to_string(),
+    })?;
+    if let Some(topic) = &envelope.reply_to {
+        if !valid_topic_name(topic) {
+            return Err(Refusal {
+                code: "invalid_reply_to",
+                reason: format!("reply_to {topic:?} is not a valid topic name"),
+            });
+        }
+    }
+    Ok((envelope, format))
+}
+
+fn headers_of(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn dispatch<A: Aggregate>(
+    ctx: &Context<A>,
+    in_flight: &mut InFlight,
+    known_topics: &mut HashSet<String>,
+    message: OwnedMessage,
+) where
+    A::Command: DeserializeOwned,
+{
+    let partition = (message.topic().to_string(), message.partition());
+    let offset = message.offset();
+    let mark = in_flight.begin(&partition, offset);
+    let consumed = ConsumedOffset {
+        topic: partition.0.clone(),
+        partition: partition.1,
+        cluster_id: ctx.cluster_id.clone(),
+        next_offset: mark,
+    };
+    match decode_command::<A::Command>(&message) {
+        Err(refusal) => {
+            let ctx = ctx.clone();
+            actix::spawn(async move {
+                deadletter(&ctx, &message, consumed, refusal).await;
+                let _ = ctx.done.send(Done { partition, offset });
+            });
+        }
+        Ok((command, format)) => {
+            // Reply topics are created on first use: some clusters do not
+            // create topics on demand, and a reply must have somewhere to go.
+            if let Some(topic) = &command.reply_to {
+                if !known_topics.contains(topic) {
+                    match topics::ensure_topics(&ctx.kafka, std::slice::from_ref(topic)).await {
+                        Ok(()) => {
+                            known_topics.insert(topic.clone());
+                        }
+                        Err(err) => {
+                            tracing::warn!(service = ctx.name, topic, cause = %err, "cannot create the reply topic")
+                        }
+                    }
+                }
+            }
+            let exec = Execute {
+                command,
+                reply_format: format,
+                offset: Some(consumed),
+            };
+            let ctx = ctx.clone();
+            actix::spawn(async move {
+                execute(&ctx, exec, &message).await;
+                let _ = ctx.done.send(Done { partition, offset });
+            });
+        }
+    }
+}
+
+/// Runs one command, retrying failures that carry no business answer, and
+/// dead-letters it when its attempts run out.
+async fn execute<A: Aggregate>(ctx: &Context<A>, exec: Execute<A>, message: &OwnedMessage) {
+    let consumed = exec.offset.clone();
+    let mut backoff = Duration::from_millis(50);
+    let mut last: Option<ServiceError> = None;
+    for attempt in 1..=ctx.settings.attempts.max(1) {
+        let again = Execute {
+            command: exec.command.clone(),
+            reply_format: exec.reply_format,
+            offset: exec.offset.clone(),
+        };
+        let outcome = match ctx.service.submit(again) {
+            Ok(pending) => pending.await,
+            Err(err) => Err(err.into()),
+        };
+        match outcome {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(service = ctx.name, attempt, command_id = %exec.command.command_id, cause = %err, "command failed; retrying");
+                last = Some(err);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    let err = last.map(|e| (e.code(), e.to_string()));
+    let (code, reason) = err.unwrap_or(("internal_error", "no attempt made".into()));
+    if let Some(consumed) = consumed {
+        deadletter(
+            ctx,
+            message,
+            consumed,
+            Refusal {
+                code: if code == "overloaded" {
+                    "overloaded"
+                } else {
+                    "command_failed"
+                },
+                reason: format!("{code}: {reason}"),
+            },
+        )
+        .await;
+    }
+}
+
+/// Writes the dead letter and the consumed offset in one transaction; retried
+/// until it succeeds, because consumption must not move past a record that is
+/// neither handled nor dead-lettered.
+async fn deadletter<A: Aggregate>(
+    ctx: &Context<A>,
+    message: &OwnedMessage,
+    consumed: ConsumedOffset,
+    refusal: Refusal,
+) {
+    tracing::warn!(service = ctx.name, topic = message.topic(), partition = message.partition(), offset = message.offset(), code = refusal.code, reason = %refusal.reason, "dead-lettering a record");
+    let origin = Origin {
+        topic: ctx.kafka.logical(message.topic()).to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+    };
+    let record = deadletter::record(
+        ctx.name,
+        &origin,
+        refusal.code,
+        &refusal.reason,
+        message.key(),
+        message.payload(),
+        headers_of(message),
+    );
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let batch = AppendBatch {
+            outbox: vec![record.clone()],
+            offset: Some(consumed.clone()),
+            ..AppendBatch::default()
+        };
+        match ctx.journal.append(batch).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::error!(service = ctx.name, cause = %err, "cannot write a dead letter; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_low_water_mark_never_passes_an_unfinished_offset() {
+        let mut f = InFlight::default();
+        let p = ("t".to_string(), 0);
+        assert_eq!(f.begin(&p, 10), 11);
+        assert_eq!(f.begin(&p, 11), 10, "10 is still in flight");
+        assert_eq!(f.begin(&p, 12), 10);
+        assert_eq!(f.finish(&p, 12), 10);
+        assert_eq!(f.finish(&p, 10), 11);
+        assert_eq!(f.finish(&p, 11), 13);
+        assert_eq!(f.count, 0);
+    }
+}

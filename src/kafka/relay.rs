@@ -1,0 +1,247 @@
+//! The outbox relay: publishes the journal's outbox to Kafka.
+//!
+//! Delivery guarantee: **at least once, in order per key.** Records are sent
+//! in outbox order without waiting for one before sending the next; each is
+//! deleted from the outbox only after the broker acknowledged it. The producer
+//! is idempotent and retries forever (see [`super::clients::producer`]), so a
+//! broker outage delays publishing but drops and reorders nothing. A crash
+//! between the broker's ack and the deletion publishes that record again on
+//! restart; consumers drop the duplicate by event id.
+//!
+//! A record the cluster rejects for good (an unknown or invalid topic, a
+//! record too large) is moved to the dead-letter topic with the reason, so one
+//! bad record cannot stall all publishing.
+
+use super::deadletter::{self, Origin};
+use super::KafkaConfig;
+use ordersaga_actors::journal::OutboxRecord;
+use ordersaga_actors::Journal;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Most records read from the outbox and sent in one round.
+const ROUND: usize = 2_000;
+/// Longest pause between retries after a failed round.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How the relay is doing, for logs and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayProgress {
+    /// Records acknowledged by the broker and deleted from the outbox.
+    pub published: u64,
+    /// Records moved to the dead-letter topic.
+    pub deadlettered: u64,
+}
+
+/// Publishes the outbox until `stop` becomes true and then, for at most
+/// `grace`, until the outbox is empty. What is left stays in the outbox for
+/// the next start.
+pub async fn run(
+    journal: Journal,
+    producer: FutureProducer,
+    kafka: KafkaConfig,
+    service: &'static str,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    progress: watch::Sender<RelayProgress>,
+) {
+    let mut wake = journal.outbox_watch();
+    let mut backoff = Duration::from_millis(50);
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        if deadline.is_none() && *stop.borrow() {
+            deadline = Some(tokio::time::Instant::now() + grace);
+        }
+        let pending = match journal.outbox_pending(0, ROUND) {
+            Ok(pending) => pending,
+            Err(err) => {
+                tracing::error!(service, cause = %err, "cannot read the outbox");
+                Vec::new()
+            }
+        };
+        if pending.is_empty() {
+            if deadline.is_some() {
+                break;
+            }
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = stop.changed() => {}
+                // A safety net: a missed wake-up costs at most this much.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        let round = publish_round(&journal, &producer, &kafka, service, &pending, deadline).await;
+        progress.send_modify(|p| {
+            p.published += round.published;
+            p.deadlettered += round.deadlettered;
+        });
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            let left = journal.outbox_len();
+            if left > 0 {
+                tracing::warn!(service, left, "stopping with records still in the outbox; they are published on the next start");
+            }
+            break;
+        }
+        if round.failed {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        } else {
+            backoff = Duration::from_millis(50);
+        }
+    }
+    if let Err(err) = journal.flush() {
+        tracing::error!(service, cause = %err, "flushing the outbox deletions");
+    }
+}
+
+struct Round {
+    published: u64,
+    deadlettered: u64,
+    failed: bool,
+}
+
+fn to_record<'a>(topic: &'a str, record: &'a OutboxRecord) -> FutureRecord<'a, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_slice()),
+        });
+    }
+    FutureRecord::to(topic)
+        .key(record.key.as_slice())
+        .payload(record.payload.as_slice())
+        .headers(headers)
+}
+
+/// Errors after which the same record will never be accepted.
+fn permanent(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
+}
+
+async fn publish_round(
+    journal: &Journal,
+    producer: &FutureProducer,
+    kafka: &KafkaConfig,
+    service: &'static str,
+    pending: &[(u64, OutboxRecord)],
+    deadline: Option<tokio::time::Instant>,
+) -> Round {
+    // Outbox records name logical topics; the namespace makes them physical.
+    let topics: Vec<String> = pending.iter().map(|(_, r)| kafka.name(&r.topic)).collect();
+    let mut round = Round {
+        published: 0,
+        deadlettered: 0,
+        failed: false,
+    };
+    let mut in_flight: Vec<(u64, &OutboxRecord, DeliveryFuture)> =
+        Vec::with_capacity(pending.len());
+    for ((position, record), topic) in pending.iter().zip(&topics) {
+        match producer.send_result(to_record(topic, record)) {
+            Ok(delivery) => in_flight.push((*position, record, delivery)),
+            // The local queue is full: acknowledge what is in flight first;
+            // the rest goes in the next round, still in order.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
+            Err((err, _)) => {
+                tracing::warn!(service, cause = %err, "cannot enqueue a record; retrying");
+                round.failed = true;
+                break;
+            }
+        }
+    }
+    let mut done = Vec::with_capacity(in_flight.len());
+    let mut ordered = true;
+    for (position, record, delivery) in in_flight {
+        let outcome = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, delivery).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    round.failed = true;
+                    break;
+                }
+            },
+            None => delivery.await,
+        };
+        match outcome {
+            Ok(Ok(_)) => {
+                // Delete only an unbroken prefix, so a failed record is never
+                // overtaken by a later one for the same key.
+                if ordered {
+                    done.push(position);
+                    round.published += 1;
+                }
+            }
+            Ok(Err((err, _))) if permanent(&err) => {
+                if ordered
+                    && deadletter_record(producer, kafka, service, position, record, &err).await
+                {
+                    done.push(position);
+                    round.deadlettered += 1;
+                } else {
+                    ordered = false;
+                    round.failed = true;
+                }
+            }
+            Ok(Err((err, _))) => {
+                tracing::warn!(service, cause = %err, topic = %record.topic, "publish failed; retrying");
+                ordered = false;
+                round.failed = true;
+            }
+            Err(_canceled) => {
+                tracing::warn!(service, "producer dropped a delivery; retrying");
+                ordered = false;
+                round.failed = true;
+            }
+        }
+    }
+    if let Err(err) = journal.outbox_remove(&done) {
+        tracing::error!(service, cause = %err, "cannot delete published records; they will be published again");
+    }
+    round
+}
+
+/// Sends a record the cluster refused for good to the dead-letter topic.
+/// Returns whether the dead letter was acknowledged.
+async fn deadletter_record(
+    producer: &FutureProducer,
+    kafka: &KafkaConfig,
+    service: &'static str,
+    position: u64,
+    record: &OutboxRecord,
+    err: &KafkaError,
+) -> bool {
+    tracing::error!(service, cause = %err, topic = %record.topic, position, "the cluster refused a record for good; dead-lettering it");
+    let origin = Origin {
+        topic: format!("outbox:{}", record.topic),
+        partition: -1,
+        offset: position as i64,
+    };
+    let letter = deadletter::record(
+        service,
+        &origin,
+        "unpublishable",
+        &err.to_string(),
+        Some(&record.key),
+        Some(&record.payload),
+        record.headers.clone(),
+    );
+    let topic = kafka.name(&letter.topic);
+    match producer.send_result(to_record(&topic, &letter)) {
+        Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
+        Err(_) => false,
+    }
+}
