@@ -18,6 +18,10 @@ pub struct KafkaArgs {
     /// Prefix every topic and consumer group with `NAMESPACE.`.
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Do not create topics through the admin API: they exist already, or the
+    /// cluster creates them on first use.
+    #[arg(long)]
+    pub no_create_topics: bool,
 }
 
 impl KafkaArgs {
@@ -28,7 +32,7 @@ impl KafkaArgs {
             partitions: self.partitions,
             replication: self.replication,
             namespace: self.namespace.clone(),
-            auto_create_topics: false,
+            auto_create_topics: self.no_create_topics,
         }
     }
 }

@@ -1,0 +1,173 @@
+//! Shared helpers of the Kafka integration tests.
+//!
+//! The broker is chosen by `ORDERSAGA_TEST_BROKERS`: unset, each test starts
+//! its own embedded (mock) broker; set to `host:port`, tests use that real
+//! cluster (`scripts/kafka-broker.sh start` runs Tansu for it). Every test
+//! works in its own namespace, so tests never see each other's topics.
+#![allow(dead_code)]
+
+use ordersaga::kafka::embedded::EmbeddedBroker;
+use ordersaga::kafka::{clients, topics, KafkaConfig};
+use ordersaga_events::codec::{encode, Format};
+use ordersaga_events::topics::header;
+use ordersaga_events::CommandEnvelope;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::Serialize;
+use std::time::Duration;
+
+/// How long any wait in these tests may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The broker under test.
+pub enum TestBroker {
+    /// An in-process mock cluster.
+    Embedded(EmbeddedBroker),
+    /// A real cluster.
+    External(String),
+}
+
+impl TestBroker {
+    /// The broker `ORDERSAGA_TEST_BROKERS` names, or a fresh embedded one.
+    pub fn from_env() -> Self {
+        match std::env::var("ORDERSAGA_TEST_BROKERS") {
+            Ok(brokers) if !brokers.trim().is_empty() => TestBroker::External(brokers),
+            _ => TestBroker::Embedded(EmbeddedBroker::start().expect("start the embedded broker")),
+        }
+    }
+
+    /// Whether this is a real cluster.
+    pub fn is_real(&self) -> bool {
+        matches!(self, TestBroker::External(_))
+    }
+
+    /// A config in a fresh namespace.
+    pub fn kafka(&self) -> KafkaConfig {
+        let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let config = match self {
+            TestBroker::Embedded(broker) => broker.config(),
+            TestBroker::External(brokers) => KafkaConfig::new(brokers.clone()),
+        };
+        config.with_namespace(namespace)
+    }
+
+    /// Creates the logical topics `names`.
+    pub async fn create_topics(&self, kafka: &KafkaConfig, names: &[&str]) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        match self {
+            TestBroker::Embedded(broker) => broker.create_topics(kafka, &names).unwrap(),
+            TestBroker::External(_) => topics::ensure_topics(kafka, &names).await.unwrap(),
+        }
+    }
+}
+
+/// A plain rdkafka producer, as any client would use.
+pub fn producer(kafka: &KafkaConfig) -> FutureProducer {
+    clients::simple_producer(kafka, "test-producer").unwrap()
+}
+
+/// Produces `command` to the logical `topic`, keyed by `key`, in `format`.
+pub async fn send<C: Serialize>(
+    producer: &FutureProducer,
+    kafka: &KafkaConfig,
+    topic: &str,
+    key: &str,
+    command: &CommandEnvelope<C>,
+    format: Format,
+) {
+    let payload = encode(format, command).unwrap();
+    send_raw(producer, kafka, topic, key, &payload, Some(format)).await;
+}
+
+/// Produces raw bytes to the logical `topic`.
+pub async fn send_raw(
+    producer: &FutureProducer,
+    kafka: &KafkaConfig,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    format: Option<Format>,
+) {
+    let physical = kafka.name(topic);
+    let mut headers = OwnedHeaders::new();
+    if let Some(format) = format {
+        headers = headers.insert(Header {
+            key: header::CONTENT_TYPE,
+            value: Some(format.content_type()),
+        });
+    }
+    let record = FutureRecord::to(&physical)
+        .key(key)
+        .payload(payload)
+        .headers(headers);
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce a test record");
+}
+
+/// Reads a topic from the beginning of every partition.
+pub struct Probe {
+    consumer: StreamConsumer,
+    /// Every record read so far.
+    pub seen: Vec<OwnedMessage>,
+}
+
+impl Probe {
+    /// A probe on the logical `topic`, which must exist.
+    pub fn new(kafka: &KafkaConfig, topic: &str) -> Self {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let physical = kafka.name(topic);
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..kafka.partitions {
+            assignment
+                .add_partition_offset(&physical, partition, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        Self {
+            consumer,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until `done(seen)` holds; panics after [`PATIENCE`].
+    pub async fn until(&mut self, what: &str, mut done: impl FnMut(&[OwnedMessage]) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !done(&self.seen) {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(message)) => self.seen.push(message.detach()),
+                Ok(Err(err)) => eprintln!("probe: {err}"),
+                Err(_) => panic!(
+                    "timed out waiting for {what}; saw {} records",
+                    self.seen.len()
+                ),
+            }
+        }
+    }
+
+    /// Reads until at least `n` records were seen.
+    pub async fn at_least(&mut self, n: usize) {
+        self.until(&format!("{n} records"), |seen| seen.len() >= n)
+            .await
+    }
+}
+
+/// A header's value as text.
+pub fn header_text(message: &OwnedMessage, name: &str) -> Option<String> {
+    message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
