@@ -148,7 +148,10 @@ fn check_store(data: &Path, acks: &[Ack]) -> Checked {
         }
         assert_eq!(expected - 1, version, "version of {stream} ≠ its events");
         // The aggregate replays from the recovered store.
-        assert_eq!(replay::<User>(&journal, stream.id, None).unwrap().version, version);
+        assert_eq!(
+            replay::<User>(&journal, stream.id, None).unwrap().version,
+            version
+        );
         versions.insert(stream, version);
     }
     assert!(versions.len() <= STREAMS);

@@ -101,7 +101,11 @@ fn fold<A: Aggregate>(
 /// after it. An unreadable snapshot is skipped (logged), never fatal.
 pub fn recover<A: Aggregate>(journal: &Journal, id: Uuid) -> Result<Recovered<A>, JournalError> {
     let stream = stream_of::<A>(id);
-    let start = match journal.load_snapshot(&stream)? {
+    let snapshot = journal.load_snapshot(&stream).unwrap_or_else(|err| {
+        tracing::warn!(%stream, cause = %err, "ignoring unreadable snapshot");
+        None
+    });
+    let start = match snapshot {
         Some((version, bytes)) => match decode::<SnapshotRecord<A>>(&bytes) {
             Ok(snapshot) if snapshot.schema_version == A::Event::SCHEMA_VERSION => Recovered {
                 state: snapshot.state,

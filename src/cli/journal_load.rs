@@ -78,7 +78,9 @@ pub fn run(args: JournalLoadArgs) -> Result<(), CliError> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(load(journal.clone(), &args));
-    // Dropping the last handle joins the writer thread after a final flush.
+    // Tasks aborted after an error hold journal handles until the runtime
+    // goes; the last handle to drop then joins the writer after a final flush.
+    drop(runtime);
     drop(journal);
     result
 }
