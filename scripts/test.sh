@@ -1,5 +1,30 @@
 #!/usr/bin/env bash
-# The project's test command: every test in the workspace.
+# The project's test command.
+#
+# 1. Every test in the workspace; the Kafka tests run on the embedded broker.
+# 2. The Kafka tests again against a real Kafka-protocol broker: Tansu, built
+#    from crates.io on first use (about 10 minutes) and started on loopback.
+#
+# Set ORDERSAGA_SKIP_REAL_BROKER=1 to run step 1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== cargo test --workspace (embedded broker)"
 cargo test --workspace
+
+if [ "${ORDERSAGA_SKIP_REAL_BROKER:-}" = "1" ]; then
+  echo "== skipping the real-broker run (ORDERSAGA_SKIP_REAL_BROKER=1)"
+  exit 0
+fi
+
+# A port of its own, so a broker a developer runs on 9092 is left alone.
+export ORDERSAGA_BROKER_PORT=${ORDERSAGA_TEST_BROKER_PORT:-39092}
+scripts/kafka-broker.sh start
+trap 'scripts/kafka-broker.sh stop' EXIT
+
+kafka_tests=()
+for f in tests/kafka_*.rs; do
+  kafka_tests+=(--test "$(basename "$f" .rs)")
+done
+echo "== Kafka tests against Tansu on 127.0.0.1:$ORDERSAGA_BROKER_PORT"
+ORDERSAGA_TEST_BROKERS="127.0.0.1:$ORDERSAGA_BROKER_PORT" cargo test -p ordersaga "${kafka_tests[@]}"

@@ -6,9 +6,11 @@
 //! | first byte | body |
 //! |---|---|
 //! | `0x01` | bincode 2 (serde mode, standard config) |
-//! | `0x02` | JSON (UTF-8) |
-//! | `{` | JSON without a format byte: producers in other languages may send a bare JSON document |
+//! | `{` | JSON (UTF-8): a bare JSON object, its opening brace is the format byte |
+//! | `0x02` | JSON after an explicit format byte (accepted on read, never written) |
 //!
+//! JSON is written bare so that consumers in any language can parse a record
+//! as it is; every value this crate encodes is a JSON object.
 //! On Kafka the `content-type` header carries the same information
 //! ([`Format::content_type`]). Decoding never panics: empty, truncated, unknown
 //! or oversized input is a [`CodecError`].
@@ -34,17 +36,19 @@ pub enum Format {
 
 /// Leading byte of bincode-encoded values.
 pub const BINCODE_TAG: u8 = 0x01;
-/// Leading byte of JSON-encoded values (a bare `{` is accepted too).
+/// An explicit JSON format byte, accepted before a JSON document on read.
 pub const JSON_TAG: u8 = 0x02;
+/// The first byte of every JSON value this crate writes.
+pub const JSON_OBJECT: u8 = b'{';
 /// Largest value the decoder will allocate for; larger claims are corrupt.
 pub const MAX_DECODE_BYTES: usize = 16 * 1024 * 1024;
 
 impl Format {
-    /// The leading format byte.
+    /// The first byte of values written in this format.
     pub const fn tag(self) -> u8 {
         match self {
             Format::Bincode => BINCODE_TAG,
-            Format::Json => JSON_TAG,
+            Format::Json => JSON_OBJECT,
         }
     }
 
@@ -131,20 +135,26 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_DECODE_BYTES>()
 }
 
-/// Encodes `value` with a leading format byte.
+/// Encodes `value`: bincode after its format byte, or a bare JSON object.
 pub fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = vec![format.tag()];
     match format {
         Format::Bincode => {
+            let mut out = vec![BINCODE_TAG];
             let body = bincode::serde::encode_to_vec(value, bincode_config())
                 .map_err(|e| CodecError::Encode(e.to_string()))?;
             out.extend_from_slice(&body);
+            Ok(out)
         }
         Format::Json => {
-            serde_json::to_writer(&mut out, value).map_err(|e| CodecError::Encode(e.to_string()))?
+            let out = serde_json::to_vec(value).map_err(|e| CodecError::Encode(e.to_string()))?;
+            if out.first() != Some(&JSON_OBJECT) {
+                return Err(CodecError::Encode(
+                    "only JSON objects can be written: their `{` is the format byte".into(),
+                ));
+            }
+            Ok(out)
         }
     }
-    Ok(out)
 }
 
 /// Decodes bytes written by [`encode`] (or a bare JSON document).

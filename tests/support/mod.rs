@@ -171,3 +171,95 @@ pub fn header_text(message: &OwnedMessage, name: &str) -> Option<String> {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     })
 }
+
+/// A Tansu broker owned by one test, with sqlite storage so that it can be
+/// stopped and started again without losing its topics.
+pub struct OwnTansu {
+    child: Option<std::process::Child>,
+    port: u16,
+    db: std::path::PathBuf,
+}
+
+fn tansu_binary() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("ORDERSAGA_TANSU") {
+        return path.into();
+    }
+    let cargo_home = std::env::var("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo")
+        });
+    let installed = cargo_home.join("bin/tansu");
+    if installed.exists() {
+        return installed;
+    }
+    panic!("tansu is not installed: run scripts/kafka-broker.sh install (or set ORDERSAGA_TANSU)");
+}
+
+impl OwnTansu {
+    /// Starts Tansu on a free loopback port with its sqlite file in `dir`.
+    pub fn start(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut tansu = Self {
+            child: None,
+            port,
+            db: dir.join("tansu.db"),
+        };
+        tansu.up();
+        tansu
+    }
+
+    /// `host:port` of the broker.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (or restarts) the broker on the same port and file, and waits
+    /// until it accepts connections.
+    pub fn up(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args([
+                "--storage-engine",
+                &format!("sqlite://{}", self.db.display()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the broker (SIGKILL).
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnTansu {
+    fn drop(&mut self) {
+        self.down();
+    }
+}

@@ -1,0 +1,17 @@
+# The ordersaga binary in a small runtime image.
+#   docker build -t ordersaga .
+#   docker run --rm ordersaga --help
+FROM rust:1.85-bookworm AS build
+WORKDIR /src
+COPY . .
+# librdkafka is built from the sources bundled with the rdkafka crate.
+RUN cargo build --release --locked --bin ordersaga
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/ordersaga /usr/local/bin/ordersaga
+VOLUME /data
+ENTRYPOINT ["ordersaga"]
+CMD ["--help"]
