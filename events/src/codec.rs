@@ -6,11 +6,12 @@
 //! | first byte | body |
 //! |---|---|
 //! | `0x01` | bincode 2 (serde mode, standard config) |
-//! | `{` | JSON (UTF-8): a bare JSON object, its opening brace is the format byte |
+//! | `{` (or any other byte a JSON document can start with) | JSON (UTF-8), written bare |
 //! | `0x02` | JSON after an explicit format byte (accepted on read, never written) |
 //!
 //! JSON is written bare so that consumers in any language can parse a record
-//! as it is; every value this crate encodes is a JSON object.
+//! as it is: the records this crate writes are JSON objects, so their first
+//! byte is `{`.
 //! On Kafka the `content-type` header carries the same information
 //! ([`Format::content_type`]). Decoding never panics: empty, truncated, unknown
 //! or oversized input is a [`CodecError`].
@@ -38,7 +39,7 @@ pub enum Format {
 pub const BINCODE_TAG: u8 = 0x01;
 /// An explicit JSON format byte, accepted before a JSON document on read.
 pub const JSON_TAG: u8 = 0x02;
-/// The first byte of every JSON value this crate writes.
+/// The first byte of every JSON record this crate writes (an object).
 pub const JSON_OBJECT: u8 = b'{';
 /// Largest value the decoder will allocate for; larger claims are corrupt.
 pub const MAX_DECODE_BYTES: usize = 16 * 1024 * 1024;
@@ -75,7 +76,8 @@ impl Format {
         match bytes.first() {
             None => Err(CodecError::Empty),
             Some(&BINCODE_TAG) => Ok(Format::Bincode),
-            Some(&JSON_TAG) | Some(b'{') => Ok(Format::Json),
+            Some(&JSON_TAG) => Ok(Format::Json),
+            Some(&first) if json_start(first) => Ok(Format::Json),
             Some(&other) => Err(CodecError::UnknownFormat(other)),
         }
     }
@@ -135,6 +137,15 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_DECODE_BYTES>()
 }
 
+/// Whether `byte` can open a JSON document: a value's first character or
+/// leading whitespace. None of these is a format byte.
+fn json_start(byte: u8) -> bool {
+    matches!(
+        byte,
+        b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n' | b' ' | b'\t' | b'\n' | b'\r'
+    )
+}
+
 /// Encodes `value`: bincode after its format byte, or a bare JSON object.
 pub fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Vec<u8>, CodecError> {
     match format {
@@ -145,15 +156,7 @@ pub fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Vec<u8
             out.extend_from_slice(&body);
             Ok(out)
         }
-        Format::Json => {
-            let out = serde_json::to_vec(value).map_err(|e| CodecError::Encode(e.to_string()))?;
-            if out.first() != Some(&JSON_OBJECT) {
-                return Err(CodecError::Encode(
-                    "only JSON objects can be written: their `{` is the format byte".into(),
-                ));
-            }
-            Ok(out)
-        }
+        Format::Json => serde_json::to_vec(value).map_err(|e| CodecError::Encode(e.to_string())),
     }
 }
 
