@@ -1,6 +1,7 @@
 //! Durable appends per second: raw sled with one flush per append (the
 //! baseline a naive store pays) against the journal, whose single writer
-//! shares one flush among every append queued while the previous one ran.
+//! commits every append queued while the previous group ran in one sled
+//! transaction and makes them durable with one shared flush.
 //!
 //! Both write real files in temp dirs. Run with `cargo bench --bench journal`.
 

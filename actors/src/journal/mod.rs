@@ -13,8 +13,9 @@
 //! | `unique` | index ++ value | the stream holding it |
 //! | `meta` | name | counters |
 //!
-//! Everything one command causes is one [`AppendBatch`], written in one sled
-//! transaction, so a crash never leaves an event without its outbox record, a
+//! Everything one command causes is one [`AppendBatch`], written all or
+//! nothing in one sled transaction (shared with the other appends of its
+//! group), so a crash never leaves an event without its outbox record, a
 //! reply without its events, or an offset ahead of its effects. Appends carry
 //! the expected stream version and fail with [`JournalError::Conflict`] when it
 //! moved. An append is acknowledged only once it is durable, and concurrent
@@ -155,6 +156,42 @@ impl Drop for Inner {
     }
 }
 
+/// Opens sled, retrying briefly while the file lock of a store that was just
+/// closed (in this process or a killed one) is still held: sled releases it
+/// asynchronously (spacejam/sled#1289). Another live process holding the
+/// store still fails, after the retries.
+fn open_db(config: &JournalConfig) -> Result<sled::Db, JournalError> {
+    let mut attempt = 0;
+    loop {
+        let opened = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity)
+            .temporary(config.temporary)
+            .open();
+        match opened {
+            Err(sled::Error::Io(err)) if attempt < 20 && lock_held(&err) => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(sled::Error::Io(err)) if lock_held(&err) => {
+                return Err(JournalError::Storage(sled::Error::Io(std::io::Error::new(
+                    err.kind(),
+                    format!(
+                        "{} is in use by another process: {err}",
+                        config.path.display()
+                    ),
+                ))))
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// sled reports a held file lock only through its message.
+fn lock_held(err: &std::io::Error) -> bool {
+    err.to_string().contains("could not acquire lock")
+}
+
 /// A handle to one service's store. Cheap to clone; the store closes when the
 /// last handle is dropped (after a final flush).
 #[derive(Clone)]
@@ -179,11 +216,7 @@ impl Journal {
     /// Opens (or creates) the store. Fails with a storage error if another
     /// process holds it.
     pub fn open(config: JournalConfig) -> Result<Self, JournalError> {
-        let db = sled::Config::new()
-            .path(&config.path)
-            .cache_capacity(config.cache_capacity)
-            .temporary(config.temporary)
-            .open()?;
+        let db = open_db(&config)?;
         let tree = |name: &str| db.open_tree(name);
         let trees = Arc::new(Trees {
             events: tree("events")?,
@@ -416,7 +449,7 @@ impl Journal {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxRecord)>, JournalError> {
-        // The writer commits a group's transactions before its flush, so
+        // The writer commits a group's transaction before its flush, so
         // sled already shows records a crash could still take back. A relay
         // must not publish those: stop at the head the writer publishes after
         // the flush.

@@ -1,11 +1,24 @@
-//! The group-commit writer: one thread applies every append as its own sled
-//! transaction, then makes the whole group durable with a single flush before
-//! acknowledging any of it.
+//! The group-commit writer: one thread commits every append queued since the
+//! last group in a single sled transaction, then makes the group durable with
+//! a single flush before acknowledging any of it.
 //!
 //! Why one writer thread: positions in the global log and the outbox are
 //! assigned without contention and in commit order, and concurrent appends
 //! share one fsync instead of paying one each. While a flush runs, new appends
 //! queue up and form the next group.
+//!
+//! Why one transaction per group: a sled transaction over the journal's trees
+//! has a fixed cost (building the overlays, taking sled's global write lock,
+//! pinning the log) that dwarfs the few keys one append writes, so paying it
+//! once per group instead of once per append is what lets the writer keep up
+//! with the flushes it shares.
+//!
+//! Each batch still stands alone: inside the group transaction a batch runs
+//! all of its checks (command id, expected version, uniqueness claims) before
+//! it writes anything, so a refused batch writes nothing and gets its own
+//! error while the rest of the group commits. sled's transactional trees read
+//! their own writes, so those checks see the batches before it in the group
+//! exactly as if they had committed on their own.
 
 use super::error::JournalError;
 use super::keys::{event_key, offset_key, read_u64, unique_key};
@@ -14,7 +27,11 @@ use super::{Trees, META_LOG_NEXT, META_OUTBOX_NEXT};
 use crate::aggregate::UniqueChange;
 use ordersaga_events::codec::{decode, encode, Format};
 use ordersaga_events::StreamId;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{
+    TransactionError, TransactionResult, Transactional, TransactionalTree,
+    UnabortableTransactionError,
+};
+use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -26,7 +43,11 @@ pub(crate) struct Request {
     pub done: oneshot::Sender<Result<AppendReceipt, JournalError>>,
 }
 
+/// The outcome of one append, sent back to its caller.
+type Outcome = Result<AppendReceipt, JournalError>;
+
 /// Counters the writer keeps in memory; the store holds the same values.
+#[derive(Clone, Copy)]
 struct Cursor {
     log_next: u64,
     outbox_next: u64,
@@ -50,11 +71,10 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        let mut outcomes = Vec::with_capacity(group.len());
-        let mut wrote = 0usize;
+        let mut outcomes = commit_group(&trees, &mut cursor, &group);
+        let mut wrote = 0u64;
         let mut events = 0u64;
-        for request in &group {
-            let outcome = commit_one(&trees, &mut cursor, &request.batch);
+        for (request, outcome) in group.iter().zip(&outcomes) {
             if outcome.is_ok() {
                 wrote += 1;
                 events += request
@@ -63,7 +83,6 @@ pub(crate) fn run(
                     .as_ref()
                     .map_or(0, |e| e.events.len() as u64);
             }
-            outcomes.push(outcome);
         }
         if wrote > 0 {
             // Nothing is acknowledged before it is on disk.
@@ -77,10 +96,7 @@ pub(crate) fn run(
                 }
             } else {
                 trees.stats.flushes.fetch_add(1, Ordering::Relaxed);
-                trees
-                    .stats
-                    .commits
-                    .fetch_add(wrote as u64, Ordering::Relaxed);
+                trees.stats.commits.fetch_add(wrote, Ordering::Relaxed);
                 trees.stats.events.fetch_add(events, Ordering::Relaxed);
                 outbox_watch.send_replace(cursor.outbox_next);
             }
@@ -95,36 +111,22 @@ pub(crate) fn run(
     }
 }
 
-/// Why a transaction was aborted.
-enum Abort {
-    Journal(JournalError),
-}
-
-fn commit_one(
-    trees: &Trees,
-    cursor: &mut Cursor,
-    batch: &AppendBatch,
-) -> Result<AppendReceipt, JournalError> {
-    let outbox_bytes = batch
-        .outbox
+/// Commits `group` in one sled transaction and returns one outcome per
+/// request, in order. `cursor` moves only if the transaction committed; if it
+/// fails with a storage error, every request gets that error.
+fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Outcome> {
+    // Encoding happens before the transaction: its closure runs under sled's
+    // global write lock and may run more than once. A batch that does not
+    // encode keeps only its error message, because errors are not `Clone`
+    // and each run of the closure must produce its own outcomes.
+    let prepared: Vec<Result<Prepared<'_>, String>> = group
         .iter()
-        .map(|record| encode(Format::Bincode, record))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| JournalError::InvalidBatch(e.to_string()))?;
-    let offset = match &batch.offset {
-        Some(offset) => Some((
-            offset_key(&offset.topic, offset.partition),
-            encode(Format::Bincode, offset)
-                .map_err(|e| JournalError::InvalidBatch(e.to_string()))?,
-            offset,
-        )),
-        None => None,
-    };
-    let event_count = batch.events.as_ref().map_or(0, |e| e.events.len() as u64);
-    let log_start = cursor.log_next;
-    let outbox_start = cursor.outbox_next;
+        .map(|request| Prepared::new(&request.batch))
+        .collect();
 
-    let result = (
+    // The closure never aborts (`Infallible`): a refused batch is one
+    // outcome among the group's, not a reason to drop the others.
+    let result: TransactionResult<(Vec<Outcome>, Cursor), Infallible> = (
         &trees.events,
         &trees.versions,
         &trees.log,
@@ -136,131 +138,239 @@ fn commit_one(
     )
         .transaction(
             |(events, versions, log, outbox, processed, offsets, unique, meta)| {
-                let abort =
-                    |e: JournalError| ConflictableTransactionError::Abort(Abort::Journal(e));
-                if let Some((command_id, reply)) = &batch.processed {
-                    let key = command_id.as_uuid().into_bytes();
-                    if let Some(previous) = processed.get(key)? {
-                        return Err(abort(JournalError::DuplicateCommand {
-                            reply: previous.to_vec(),
-                        }));
-                    }
-                    processed.insert(&key, reply.as_slice())?;
-                }
-                if let Some(append) = &batch.events {
-                    let stream_key = append.stream.to_key();
-                    let actual = versions
-                        .get(stream_key)?
-                        .and_then(|v| read_u64(&v))
-                        .unwrap_or(0);
-                    if actual != append.expected_version {
-                        return Err(abort(JournalError::Conflict {
-                            stream: append.stream,
-                            expected: append.expected_version,
-                            actual,
-                        }));
-                    }
-                    for change in &append.unique {
-                        apply_unique(unique, &append.stream, change).map_err(|e| match e {
-                            UniqueError::Violation(err) => abort(err),
-                            UniqueError::Tx(err) => err.into(),
-                        })?;
-                    }
-                    let mut position = log_start;
-                    for (i, bytes) in append.events.iter().enumerate() {
-                        let sequence = append.expected_version + 1 + i as u64;
-                        let key = event_key(&append.stream, sequence);
-                        events.insert(&key, bytes.as_slice())?;
-                        log.insert(&position.to_be_bytes(), &key)?;
-                        position += 1;
-                    }
-                    let version = append.expected_version + append.events.len() as u64;
-                    versions.insert(&stream_key, &version.to_be_bytes())?;
-                    meta.insert(META_LOG_NEXT, &position.to_be_bytes())?;
-                }
-                let mut position = outbox_start;
-                for bytes in &outbox_bytes {
-                    outbox.insert(&position.to_be_bytes(), bytes.as_slice())?;
-                    position += 1;
-                }
-                if !outbox_bytes.is_empty() {
-                    meta.insert(META_OUTBOX_NEXT, &position.to_be_bytes())?;
-                }
-                if let Some((key, value, next)) = &offset {
-                    // Commands finish out of order across aggregates, so a
-                    // position may arrive after a later one: never go back
-                    // (on the same cluster).
-                    let newer = match offsets.get(key.as_slice())? {
-                        Some(stored) => match decode::<ConsumedOffset>(&stored) {
-                            Ok(stored) => {
-                                stored.cluster_id != next.cluster_id
-                                    || stored.next_offset < next.next_offset
-                            }
-                            Err(_) => true,
+                let tx = Tx {
+                    events,
+                    versions,
+                    log,
+                    outbox,
+                    processed,
+                    offsets,
+                    unique,
+                };
+                // sled may run this closure again after a conflict: the
+                // outcomes and positions start afresh from the committed
+                // cursor on every run, so nothing leaks between runs.
+                let mut next = *cursor;
+                let mut outcomes = Vec::with_capacity(prepared.len());
+                for batch in &prepared {
+                    let outcome = match batch {
+                        Err(message) => Err(JournalError::InvalidBatch(message.clone())),
+                        Ok(batch) => match tx.check(batch) {
+                            Ok(()) => Ok(tx.write(batch, &mut next)?),
+                            Err(CheckError::Refused(err)) => Err(err),
+                            Err(CheckError::Tx(err)) => return Err(err.into()),
                         },
-                        None => true,
                     };
-                    if newer {
-                        offsets.insert(key.as_slice(), value.as_slice())?;
-                    }
+                    outcomes.push(outcome);
                 }
-                Ok(())
+                if next.log_next != cursor.log_next {
+                    meta.insert(META_LOG_NEXT, &next.log_next.to_be_bytes())?;
+                }
+                if next.outbox_next != cursor.outbox_next {
+                    meta.insert(META_OUTBOX_NEXT, &next.outbox_next.to_be_bytes())?;
+                }
+                Ok((outcomes, next))
             },
         );
     match result {
-        Ok(()) => {
-            cursor.log_next = log_start + event_count;
-            cursor.outbox_next = outbox_start + outbox_bytes.len() as u64;
-            Ok(AppendReceipt {
-                log_positions: log_start..cursor.log_next,
-                outbox_positions: outbox_start..cursor.outbox_next,
-            })
+        Ok((outcomes, next)) => {
+            *cursor = next;
+            outcomes
         }
-        Err(TransactionError::Abort(Abort::Journal(err))) => Err(err),
-        Err(TransactionError::Storage(err)) => Err(JournalError::Storage(err)),
+        Err(TransactionError::Storage(err)) => group
+            .iter()
+            .map(|_| Err(JournalError::Storage(err.clone())))
+            .collect(),
+        Err(TransactionError::Abort(never)) => match never {},
     }
 }
 
-enum UniqueError {
-    Violation(JournalError),
-    Tx(sled::transaction::UnabortableTransactionError),
+/// A batch with its records encoded, ready for the group transaction.
+struct Prepared<'a> {
+    batch: &'a AppendBatch,
+    /// The encoded outbox records, in order.
+    outbox: Vec<Vec<u8>>,
+    /// The consumed offset with its `offsets` key and encoded value.
+    offset: Option<(&'a ConsumedOffset, Vec<u8>, Vec<u8>)>,
 }
 
-impl From<sled::transaction::UnabortableTransactionError> for UniqueError {
-    fn from(err: sled::transaction::UnabortableTransactionError) -> Self {
-        UniqueError::Tx(err)
+impl<'a> Prepared<'a> {
+    /// Encodes `batch`'s records; the error is an `InvalidBatch` message.
+    fn new(batch: &'a AppendBatch) -> Result<Self, String> {
+        let outbox = batch
+            .outbox
+            .iter()
+            .map(|record| encode(Format::Bincode, record))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let offset = match &batch.offset {
+            Some(offset) => Some((
+                offset,
+                offset_key(&offset.topic, offset.partition),
+                encode(Format::Bincode, offset).map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            batch,
+            outbox,
+            offset,
+        })
     }
 }
 
-fn apply_unique(
-    unique: &sled::transaction::TransactionalTree,
-    stream: &StreamId,
-    change: &UniqueChange,
-) -> Result<(), UniqueError> {
-    let holder_key = stream.to_key();
-    match change {
-        UniqueChange::Claim { index, key } => {
-            let k = unique_key(index, key);
-            if let Some(holder) = unique.get(&k)? {
-                if holder.as_ref() != holder_key.as_slice() {
-                    let holder = StreamId::from_key(&holder).unwrap_or(*stream);
-                    return Err(UniqueError::Violation(JournalError::UniqueViolation {
-                        index: index.to_string(),
-                        key: key.clone(),
-                        holder,
-                    }));
+/// Why a batch's checks stopped.
+enum CheckError {
+    /// The batch is refused with this error; the rest of the group goes on.
+    Refused(JournalError),
+    /// sled must stop (and possibly rerun) the whole transaction.
+    Tx(UnabortableTransactionError),
+}
+
+impl From<UnabortableTransactionError> for CheckError {
+    fn from(err: UnabortableTransactionError) -> Self {
+        CheckError::Tx(err)
+    }
+}
+
+/// The group transaction's view of the trees a batch touches (`meta` is
+/// written once per group, by [`commit_group`]).
+struct Tx<'t> {
+    events: &'t TransactionalTree,
+    versions: &'t TransactionalTree,
+    log: &'t TransactionalTree,
+    outbox: &'t TransactionalTree,
+    processed: &'t TransactionalTree,
+    offsets: &'t TransactionalTree,
+    unique: &'t TransactionalTree,
+}
+
+impl Tx<'_> {
+    /// Every check that can refuse `batch`, without writing anything. Reads
+    /// see the writes of earlier batches in the group.
+    fn check(&self, prepared: &Prepared<'_>) -> Result<(), CheckError> {
+        let batch = prepared.batch;
+        if let Some((command_id, _)) = &batch.processed {
+            if let Some(previous) = self.processed.get(command_id.as_uuid().into_bytes())? {
+                return Err(CheckError::Refused(JournalError::DuplicateCommand {
+                    reply: previous.to_vec(),
+                }));
+            }
+        }
+        let Some(append) = &batch.events else {
+            return Ok(());
+        };
+        let holder = append.stream.to_key();
+        let actual = self
+            .versions
+            .get(holder)?
+            .and_then(|v| read_u64(&v))
+            .unwrap_or(0);
+        if actual != append.expected_version {
+            return Err(CheckError::Refused(JournalError::Conflict {
+                stream: append.stream,
+                expected: append.expected_version,
+                actual,
+            }));
+        }
+        // Every claim is checked against the store as it is before this
+        // batch. That is what applying the changes one by one would decide:
+        // they all belong to one stream, and neither a claim nor a release by
+        // this stream changes whether *another* stream holds a key.
+        for change in &append.unique {
+            if let UniqueChange::Claim { index, key } = change {
+                if let Some(current) = self.unique.get(unique_key(index, key))? {
+                    if current.as_ref() != holder.as_slice() {
+                        return Err(CheckError::Refused(JournalError::UniqueViolation {
+                            index: index.to_string(),
+                            key: key.clone(),
+                            holder: StreamId::from_key(&current).unwrap_or(append.stream),
+                        }));
+                    }
                 }
             }
-            unique.insert(k, &holder_key)?;
         }
-        UniqueChange::Release { index, key } => {
-            let k = unique_key(index, key);
-            if let Some(holder) = unique.get(&k)? {
-                if holder.as_ref() == holder_key.as_slice() {
-                    unique.remove(k)?;
+        Ok(())
+    }
+
+    /// Writes a batch that passed [`Tx::check`], at the positions `next`
+    /// points to, and moves `next` past them.
+    fn write(
+        &self,
+        prepared: &Prepared<'_>,
+        next: &mut Cursor,
+    ) -> Result<AppendReceipt, UnabortableTransactionError> {
+        let batch = prepared.batch;
+        let log_start = next.log_next;
+        let outbox_start = next.outbox_next;
+        if let Some((command_id, reply)) = &batch.processed {
+            self.processed
+                .insert(&command_id.as_uuid().into_bytes(), reply.as_slice())?;
+        }
+        if let Some(append) = &batch.events {
+            let holder = append.stream.to_key();
+            for change in &append.unique {
+                self.apply_unique(&holder, change)?;
+            }
+            for (i, bytes) in append.events.iter().enumerate() {
+                let sequence = append.expected_version + 1 + i as u64;
+                let key = event_key(&append.stream, sequence);
+                self.events.insert(&key, bytes.as_slice())?;
+                self.log.insert(&next.log_next.to_be_bytes(), &key)?;
+                next.log_next += 1;
+            }
+            let version = append.expected_version + append.events.len() as u64;
+            self.versions.insert(&holder, &version.to_be_bytes())?;
+        }
+        for bytes in &prepared.outbox {
+            self.outbox
+                .insert(&next.outbox_next.to_be_bytes(), bytes.as_slice())?;
+            next.outbox_next += 1;
+        }
+        if let Some((offset, key, value)) = &prepared.offset {
+            // Commands finish out of order across aggregates, so a position
+            // may arrive after a later one: never go back (on the same
+            // cluster). An unreadable stored offset is replaced.
+            let newer = match self.offsets.get(key.as_slice())? {
+                Some(stored) => match decode::<ConsumedOffset>(&stored) {
+                    Ok(stored) => {
+                        stored.cluster_id != offset.cluster_id
+                            || stored.next_offset < offset.next_offset
+                    }
+                    Err(_) => true,
+                },
+                None => true,
+            };
+            if newer {
+                self.offsets.insert(key.as_slice(), value.as_slice())?;
+            }
+        }
+        Ok(AppendReceipt {
+            log_positions: log_start..next.log_next,
+            outbox_positions: outbox_start..next.outbox_next,
+        })
+    }
+
+    /// Applies one uniqueness change of the stream keyed `holder`; its claims
+    /// were already checked.
+    fn apply_unique(
+        &self,
+        holder: &[u8],
+        change: &UniqueChange,
+    ) -> Result<(), UnabortableTransactionError> {
+        match change {
+            UniqueChange::Claim { index, key } => {
+                self.unique.insert(unique_key(index, key), holder)?;
+            }
+            UniqueChange::Release { index, key } => {
+                // Only the holder frees a key (this may be a claim made
+                // earlier in the same batch or group).
+                let k = unique_key(index, key);
+                if self.unique.get(&k)?.is_some_and(|h| h.as_ref() == holder) {
+                    self.unique.remove(k)?;
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
