@@ -47,6 +47,7 @@ fn batch(stream: StreamId, version: u64) -> AppendBatch {
         outcome: Outcome::Accepted {
             sequences: vec![version + 1],
         },
+        result: None,
     };
     AppendBatch {
         events: Some(StreamAppend {

@@ -5,6 +5,7 @@
 //! fails. Neither touches a disk or a broker, so every rule is testable with
 //! [`crate::testing::AggregateTest`] alone.
 
+use crate::journal::OutboxRecord;
 use ordersaga_events::reply::ReasonCode;
 use ordersaga_events::topics::Service;
 use ordersaga_events::{StreamKind, Versioned};
@@ -68,6 +69,26 @@ pub trait Aggregate:
     /// `None` (the default) treats it as an internal error.
     fn unique_violation(index: &str, key: &str) -> Option<Self::Rejection> {
         let _ = (index, key);
+        None
+    }
+
+    /// Commands this decision sends to other services, written to the outbox
+    /// in the same transaction as `events` (so they are sent exactly when the
+    /// events are stored). `before` and `after` are the state around
+    /// `events`. None by default; the order saga sends its steps this way.
+    fn commands(before: &Self, after: &Self, events: &[Self::Event]) -> Vec<OutboxRecord> {
+        let _ = (before, after, events);
+        Vec::new()
+    }
+
+    /// Whether [`Aggregate::commands`] can return anything; when false the
+    /// service skips computing the state after the events for it.
+    const SENDS_COMMANDS: bool = false;
+
+    /// What an accepted command that caused `events` hands back to its
+    /// requester in the reply (none by default).
+    fn result(events: &[Self::Event]) -> Option<ordersaga_events::CommandResult> {
+        let _ = events;
         None
     }
 

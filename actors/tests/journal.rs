@@ -97,6 +97,7 @@ fn command(stream: StreamId, expected: u64, payloads: Vec<UserEvent>) -> AppendB
         correlation_id: CorrelationId::new(),
         stream,
         outcome: Outcome::Accepted { sequences },
+        result: None,
     };
     AppendBatch {
         events: Some(StreamAppend {

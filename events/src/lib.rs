@@ -16,6 +16,7 @@
 //! - [`reply`]: [`Reply`], the one outcome of a command.
 //! - [`user`], [`inventory`], [`order`]: each service's commands, events and
 //!   rejection reasons.
+//! - [`saga`]: the order saga's inputs, events, steps and policy.
 //! - [`topics`]: the topic names and header names.
 //! - [`codec`]: bincode (default) and JSON, a leading format byte, upcasting of
 //!   older event versions. Bad bytes are an error value, never a panic.
@@ -29,6 +30,7 @@ pub mod inventory;
 pub mod money;
 pub mod order;
 pub mod reply;
+pub mod saga;
 pub mod stream;
 pub mod topics;
 pub mod user;
@@ -38,5 +40,5 @@ pub use command::CommandEnvelope;
 pub use envelope::Envelope;
 pub use ids::{CommandId, CorrelationId, EventId, OrderId, ProductId, SagaId, UserId};
 pub use money::Cents;
-pub use reply::{Outcome, Rejection, Reply};
+pub use reply::{CommandResult, Outcome, Rejection, Reply};
 pub use stream::{StreamId, StreamKind};

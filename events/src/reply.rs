@@ -15,6 +15,28 @@ pub struct Reply {
     pub stream: StreamId,
     /// Accepted or rejected.
     pub outcome: Outcome,
+    /// What an accepted command produced that a requester needs (for
+    /// example the unit price a reservation was made at); `None` otherwise.
+    #[serde(default)]
+    pub result: Option<CommandResult>,
+}
+
+/// Data an accepted command hands back to its requester.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandResult {
+    /// Stock was reserved.
+    Reserved {
+        /// Units reserved.
+        quantity: u64,
+        /// Price of one unit.
+        unit_price: crate::Cents,
+    },
+    /// The user was charged.
+    Charged {
+        /// Amount taken.
+        amount: crate::Cents,
+    },
 }
 
 /// Whether a command was applied.

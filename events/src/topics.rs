@@ -59,6 +59,8 @@ pub const USERS_EVENTS: &str = "users.events";
 pub const ORDERS_EVENTS: &str = "orders.events";
 /// Every event the inventory service persists.
 pub const INVENTORY_EVENTS: &str = "inventory.events";
+/// Replies to the commands the order saga sends.
+pub const SAGA_REPLIES: &str = "orders.saga.replies";
 /// Records no service could decode or handle; the reason is in headers.
 pub const DEADLETTER: &str = "ordersaga.deadletter";
 /// Live service instances.

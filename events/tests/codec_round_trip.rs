@@ -277,6 +277,7 @@ fn replies() -> Vec<Reply> {
         correlation_id: CorrelationId::new(),
         stream,
         outcome,
+        result: None,
     })
     .collect()
 }

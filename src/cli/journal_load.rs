@@ -213,6 +213,7 @@ fn command_batch(
         correlation_id,
         stream: slot.stream,
         outcome: Outcome::Accepted { sequences },
+        result: None,
     };
     Ok(AppendBatch {
         events: Some(StreamAppend {

@@ -391,6 +391,7 @@ async fn dispatch<A: Aggregate>(
                 command,
                 reply_format: format,
                 offset: Some(consumed),
+                remember: true,
             };
             let ctx = ctx.clone();
             actix::spawn(async move {
@@ -412,6 +413,7 @@ async fn execute<A: Aggregate>(ctx: &Context<A>, exec: Execute<A>, message: &Own
             command: exec.command.clone(),
             reply_format: exec.reply_format,
             offset: exec.offset.clone(),
+            remember: exec.remember,
         };
         let outcome = match ctx.service.submit(again) {
             Ok(pending) => pending.await,

@@ -4,6 +4,7 @@
 use crate::aggregate::Aggregate;
 use ordersaga_events::inventory::{InventoryCommand, InventoryEvent, InventoryRejection};
 use ordersaga_events::topics::Service;
+use ordersaga_events::CommandResult;
 use ordersaga_events::{Cents, OrderId, ProductId, StreamKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -300,6 +301,20 @@ impl Aggregate for Product {
             InventoryCommand::Commit { order_id, .. } => self.decide_commit(*order_id),
             InventoryCommand::Return { order_id, .. } => self.decide_return(*order_id),
         }
+    }
+
+    fn result(events: &[InventoryEvent]) -> Option<CommandResult> {
+        events.iter().find_map(|event| match event {
+            InventoryEvent::Reserved {
+                quantity,
+                unit_price,
+                ..
+            } => Some(CommandResult::Reserved {
+                quantity: *quantity,
+                unit_price: *unit_price,
+            }),
+            _ => None,
+        })
     }
 
     fn apply(&mut self, event: &InventoryEvent) {

@@ -6,6 +6,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use ordersaga_events::topics::Service;
 use ordersaga_events::user::{UserCommand, UserEvent, UserRejection};
+use ordersaga_events::CommandResult;
 use ordersaga_events::{Cents, OrderId, StreamKind, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -310,6 +311,13 @@ impl Aggregate for User {
             UserCommand::Deactivate { .. } => self.decide_deactivate(),
             UserCommand::Delete { .. } => self.decide_delete(),
         }
+    }
+
+    fn result(events: &[UserEvent]) -> Option<CommandResult> {
+        events.iter().find_map(|event| match event {
+            UserEvent::Charged { amount, .. } => Some(CommandResult::Charged { amount: *amount }),
+            _ => None,
+        })
     }
 
     fn apply(&mut self, event: &UserEvent) {

@@ -28,6 +28,10 @@ pub struct Execute<A: Aggregate> {
     /// The consumer position to store in the same transaction, if the command
     /// came from a topic.
     pub offset: Option<ConsumedOffset>,
+    /// Record the reply under the command id even when the command changed
+    /// nothing (true by default). Periodic commands such as timer ticks set
+    /// it false, so that one that finds nothing to do writes nothing.
+    pub remember: bool,
 }
 
 impl<A: Aggregate> Execute<A> {
@@ -37,6 +41,16 @@ impl<A: Aggregate> Execute<A> {
             command,
             reply_format: Format::Bincode,
             offset: None,
+            remember: true,
+        }
+    }
+
+    /// A command that writes nothing when it changes nothing (see
+    /// [`Execute::remember`]).
+    pub fn ephemeral(command: CommandEnvelope<A::Command>) -> Self {
+        Self {
+            remember: false,
+            ..Self::new(command)
         }
     }
 }
@@ -99,6 +113,9 @@ impl<A: Aggregate> EntityCore<A> {
                 None => self.decide(&exec.command.command)?,
             };
             let (batch, reply, events) = self.build(&exec, decided)?;
+            if !exec.remember && batch.events.is_none() && batch.outbox.is_empty() && batch.offset.is_none() {
+                return Ok(reply);
+            }
             match self.journal.append(batch).await {
                 Ok(_) => {
                     self.apply_committed(&events)?;
@@ -251,6 +268,15 @@ impl<A: Aggregate> EntityCore<A> {
                     unique.extend(A::unique_changes(event));
                     stored.push(bytes);
                 }
+                if A::SENDS_COMMANDS && !events.is_empty() {
+                    let mut after = self.state.clone();
+                    for event in &events {
+                        after.apply(event);
+                    }
+                    batch
+                        .outbox
+                        .extend(A::commands(&self.state, &after, &events));
+                }
                 let sequences = (self.version + 1..=self.version + events.len() as u64).collect();
                 if !stored.is_empty() {
                     batch.events = Some(StreamAppend {
@@ -267,6 +293,10 @@ impl<A: Aggregate> EntityCore<A> {
             command_id: cmd.command_id,
             correlation_id: cmd.correlation_id,
             stream: self.stream,
+            result: match &outcome {
+                Outcome::Accepted { .. } => A::result(&events),
+                Outcome::Rejected(_) => None,
+            },
             outcome,
         };
         batch.processed = Some((
