@@ -15,5 +15,8 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod demo;
 pub mod kafka;
 pub mod node;
+pub mod saga;
+pub mod verify;

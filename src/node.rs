@@ -1,17 +1,24 @@
 //! Running services on Kafka: one [`RunningService`] per service, each with its
-//! own store, command consumer and outbox relay. The same code runs all three
+//! own store, command consumers and outbox relay. The same code runs all three
 //! in one process (`ordersaga run`) or one per process (`ordersaga serve`).
+//!
+//! The orders service also runs the order saga: a saga service on the same
+//! store, a consumer for the replies to saga commands, one for operator saga
+//! commands, the follower that starts sagas for placed orders, and the timer.
 
 use crate::kafka::clients::{self, CONNECT_TIMEOUT};
-use crate::kafka::consumer::{self, ConsumerSettings, JournalOffsets};
+use crate::kafka::consumer::{self, ConsumerSettings, Decoder, JournalOffsets};
 use crate::kafka::relay::{self, RelayProgress};
 use crate::kafka::topics::{ensure_topics, topics_of};
 use crate::kafka::{KafkaConfig, TransportError};
-use ordersaga_actors::aggregates::{Order, Product, User};
+use crate::saga::timer::InFlightSagas;
+use crate::saga::{follower, replies, timer};
+use ordersaga_actors::aggregates::{Order, Product, Saga, User};
 use ordersaga_actors::{Aggregate, Journal, JournalConfig, Service, ServiceConfig};
-use ordersaga_events::topics::Service as ServiceName;
+use ordersaga_events::saga::{SagaCommand, SagaPolicy};
+use ordersaga_events::topics::{Service as ServiceName, SAGA_COMMANDS, SAGA_REPLIES};
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::Producer;
+use rdkafka::producer::{FutureProducer, Producer};
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +38,10 @@ pub struct NodeOptions {
     pub consumer: ConsumerSettings,
     /// How long a stop keeps publishing the outbox. Default 10 s.
     pub publish_grace: Duration,
+    /// Timeouts and retries of new sagas. Default: 5 s, 3 attempts.
+    pub saga: SagaPolicy,
+    /// How often the saga timer looks for due sagas. Default 250 ms.
+    pub saga_tick: Duration,
 }
 
 impl NodeOptions {
@@ -42,7 +53,22 @@ impl NodeOptions {
             service: ServiceConfig::default(),
             consumer: ConsumerSettings::default(),
             publish_grace: Duration::from_secs(10),
+            saga: SagaPolicy::default(),
+            saga_tick: Duration::from_millis(250),
         }
+    }
+}
+
+/// A background task and its stop switch.
+struct Task {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+impl Task {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.handle.await;
     }
 }
 
@@ -52,12 +78,27 @@ pub struct RunningService {
     /// Which service.
     pub name: ServiceName,
     journal: Journal,
-    stop_consumer: watch::Sender<bool>,
-    stop_relay: watch::Sender<bool>,
-    consumer: JoinHandle<()>,
-    relay: JoinHandle<()>,
+    /// Consumers and other feeders: stopped first.
+    feeders: Vec<Task>,
+    relay: Task,
     progress: watch::Receiver<RelayProgress>,
+    sagas: Option<InFlightSagas>,
+    actors: Vec<Box<dyn ServiceActors>>,
 }
+
+/// The actors of one `Service`, whatever its aggregate: stopped last.
+trait ServiceActors {
+    fn shutdown(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>;
+}
+
+impl<A: Aggregate> ServiceActors for Service<A> {
+    fn shutdown(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
+        Box::pin(Service::shutdown(self))
+    }
+}
+
+/// How long a stop waits for the actors to let go of the store.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl RunningService {
     /// The service's store.
@@ -70,56 +111,71 @@ impl RunningService {
         self.progress.clone()
     }
 
+    /// The orders service's unfinished sagas; `None` for other services.
+    pub fn sagas_in_flight(&self) -> Option<&InFlightSagas> {
+        self.sagas.as_ref()
+    }
+
     /// Stops consuming, finishes the commands in flight, publishes what is
     /// left in the outbox (within the grace period) and flushes the store.
     pub async fn stop(self) {
-        let _ = self.stop_consumer.send(true);
-        let _ = self.consumer.await;
-        let _ = self.stop_relay.send(true);
-        let _ = self.relay.await;
+        for feeder in self.feeders {
+            feeder.stop().await;
+        }
+        self.relay.stop().await;
+        for actors in &self.actors {
+            actors.shutdown().await;
+        }
+        drop(self.actors);
         if let Err(err) = self.journal.flush() {
             tracing::error!(service = self.name.name(), cause = %err, "final flush failed");
+        }
+        // Entities stop asynchronously; the store closes with the last of
+        // them, and a restart in this process must find it closed.
+        let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+        while self.journal.handles() > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
 /// Starts one service: creates its topics, opens its store, starts its actors,
-/// its outbox relay and its command consumer. Must run inside an actix system.
+/// its outbox relay and its consumers. Must run inside an actix system.
 pub async fn start(
     name: ServiceName,
     options: &NodeOptions,
 ) -> Result<RunningService, TransportError> {
     match name {
-        ServiceName::Users => start_as::<User>(options).await,
-        ServiceName::Orders => start_as::<Order>(options).await,
-        ServiceName::Inventory => start_as::<Product>(options).await,
+        ServiceName::Users => start_plain::<User>(options).await,
+        ServiceName::Inventory => start_plain::<Product>(options).await,
+        ServiceName::Orders => start_orders(options).await,
     }
 }
 
-async fn start_as<A: Aggregate>(options: &NodeOptions) -> Result<RunningService, TransportError>
-where
-    A::Command: DeserializeOwned,
-{
-    let name = A::SERVICE;
+/// What every service needs before its consumers start.
+struct Base {
+    journal: Journal,
+    cluster_id: String,
+    client_id: String,
+    relay: Task,
+    progress: watch::Receiver<RelayProgress>,
+    service_config: ServiceConfig,
+}
+
+async fn base(
+    name: ServiceName,
+    topics: Vec<String>,
+    options: &NodeOptions,
+) -> Result<Base, TransportError> {
     let kafka = &options.kafka;
-    ensure_topics(kafka, &topics_of(name)).await?;
+    ensure_topics(kafka, &topics).await?;
     let journal = Journal::open(JournalConfig::new(options.data_dir.join(name.name())))?;
     let client_id = format!("ordersaga-{}", name.name());
     let producer = clients::producer(kafka, &client_id)?;
     let cluster_id = fetch_cluster_id(&producer).await?;
-    let mut service_config = options.service.clone();
-    // The consumer alone must never overfill an entity mailbox.
-    service_config.entity_mailbox = service_config.entity_mailbox.max(options.consumer.window);
-    let service = Service::<A>::start(journal.clone(), service_config);
-
-    let group = kafka.name(&format!("ordersaga-{}", name.name()));
-    let context = JournalOffsets::new(journal.clone(), cluster_id.clone(), name.name());
-    let consumer = clients::consumer(kafka, &client_id, &group, context)?;
-    consumer.subscribe(&[&kafka.name(name.commands_topic())])?;
-
-    let (stop_relay, relay_stop) = watch::channel(false);
+    let (stop, relay_stop) = watch::channel(false);
     let (progress_tx, progress) = watch::channel(RelayProgress::default());
-    let relay = actix::spawn(relay::run(
+    let handle = actix::spawn(relay::run(
         journal.clone(),
         producer,
         kafka.clone(),
@@ -128,32 +184,153 @@ where
         options.publish_grace,
         progress_tx,
     ));
-    let (stop_consumer, consumer_stop) = watch::channel(false);
-    let consumer = actix::spawn(consumer::run(
+    let mut service_config = options.service.clone();
+    // The consumer alone must never overfill an entity mailbox.
+    service_config.entity_mailbox = service_config.entity_mailbox.max(options.consumer.window);
+    Ok(Base {
+        journal,
+        cluster_id,
+        client_id,
+        relay: Task { stop, handle },
+        progress,
+        service_config,
+    })
+}
+
+/// A consumer of the logical `topic` in the logical `group`, feeding `service`.
+fn consumer_task<A: Aggregate>(
+    base: &Base,
+    options: &NodeOptions,
+    service: Service<A>,
+    topic: &str,
+    group: &str,
+    decode: Decoder<A::Command>,
+) -> Result<Task, TransportError> {
+    let kafka = &options.kafka;
+    let context = JournalOffsets::new(
+        base.journal.clone(),
+        base.cluster_id.clone(),
+        A::SERVICE.name(),
+    );
+    let consumer = clients::consumer(kafka, &base.client_id, &kafka.name(group), context)?;
+    consumer.subscribe(&[&kafka.name(topic)])?;
+    let (stop, stopped) = watch::channel(false);
+    let handle = actix::spawn(consumer::run(
         service,
         consumer,
+        decode,
         kafka.clone(),
-        cluster_id,
+        base.cluster_id.clone(),
         options.consumer.clone(),
-        consumer_stop,
+        stopped,
     ));
+    Ok(Task { stop, handle })
+}
+
+async fn start_plain<A: Aggregate>(options: &NodeOptions) -> Result<RunningService, TransportError>
+where
+    A::Command: DeserializeOwned,
+{
+    let name = A::SERVICE;
+    let base = base(name, topics_of(name), options).await?;
+    let service = Service::<A>::start(base.journal.clone(), base.service_config.clone());
+    let group = format!("ordersaga-{}", name.name());
+    let commands = consumer_task(
+        &base,
+        options,
+        service.clone(),
+        name.commands_topic(),
+        &group,
+        consumer::decode_command::<A::Command>,
+    )?;
     tracing::info!(service = name.name(), "started");
     Ok(RunningService {
         name,
-        journal,
-        stop_consumer,
-        stop_relay,
-        consumer,
-        relay,
-        progress,
+        journal: base.journal,
+        feeders: vec![commands],
+        relay: base.relay,
+        progress: base.progress,
+        sagas: None,
+        actors: vec![Box::new(service)],
+    })
+}
+
+async fn start_orders(options: &NodeOptions) -> Result<RunningService, TransportError> {
+    let name = ServiceName::Orders;
+    let base = base(name, topics_of(name), options).await?;
+    let orders = Service::<Order>::start(base.journal.clone(), base.service_config.clone());
+    // The saga supervisor: its router owns one child actor per saga, on the
+    // same store as the orders.
+    let sagas = Service::<Saga>::start(base.journal.clone(), base.service_config.clone());
+    let in_flight = InFlightSagas::default();
+    in_flight.resume_from(&base.journal);
+
+    let mut feeders = vec![
+        consumer_task(
+            &base,
+            options,
+            orders.clone(),
+            name.commands_topic(),
+            "ordersaga-orders",
+            consumer::decode_command,
+        )?,
+        consumer_task(
+            &base,
+            options,
+            sagas.clone(),
+            SAGA_REPLIES,
+            "ordersaga-orders-saga-replies",
+            replies::decode_reply,
+        )?,
+        consumer_task(
+            &base,
+            options,
+            sagas.clone(),
+            SAGA_COMMANDS,
+            "ordersaga-orders-saga-commands",
+            consumer::decode_command::<SagaCommand>,
+        )?,
+    ];
+    let (stop, stopped) = watch::channel(false);
+    feeders.push(Task {
+        stop,
+        handle: actix::spawn(follower::run(
+            base.journal.clone(),
+            sagas.clone(),
+            options.saga,
+            in_flight.clone(),
+            stopped,
+        )),
+    });
+    let (stop, stopped) = watch::channel(false);
+    feeders.push(Task {
+        stop,
+        handle: actix::spawn(timer::run(
+            sagas.clone(),
+            in_flight.clone(),
+            options.saga_tick,
+            stopped,
+        )),
+    });
+    tracing::info!(
+        service = name.name(),
+        resumed_sagas = in_flight.len(),
+        "started"
+    );
+    Ok(RunningService {
+        name,
+        journal: base.journal,
+        feeders,
+        relay: base.relay,
+        progress: base.progress,
+        sagas: Some(in_flight),
+        actors: vec![Box::new(orders), Box::new(sagas)],
     })
 }
 
 /// The cluster id: stored offsets are only valid on the cluster that issued
 /// them. Asked off the async thread, since librdkafka blocks for it.
-async fn fetch_cluster_id(
-    producer: &rdkafka::producer::FutureProducer,
-) -> Result<String, TransportError> {
+async fn fetch_cluster_id(producer: &FutureProducer) -> Result<String, TransportError> {
     let client = producer.clone();
     let id = tokio::task::spawn_blocking(move || client.client().fetch_cluster_id(CONNECT_TIMEOUT))
         .await

@@ -59,6 +59,8 @@ pub const USERS_EVENTS: &str = "users.events";
 pub const ORDERS_EVENTS: &str = "orders.events";
 /// Every event the inventory service persists.
 pub const INVENTORY_EVENTS: &str = "inventory.events";
+/// Commands for the order saga itself (operator retries of stuck sagas).
+pub const SAGA_COMMANDS: &str = "orders.saga.commands";
 /// Replies to the commands the order saga sends.
 pub const SAGA_REPLIES: &str = "orders.saga.replies";
 /// Records no service could decode or handle; the reason is in headers.
@@ -73,6 +75,10 @@ pub mod header {
     /// On event records: the event id, for consumers that drop duplicates
     /// without decoding the payload.
     pub const EVENT_ID: &str = "event-id";
+    /// On event records: the stream, `kind:uuid` (e.g. `saga:…`), so that a
+    /// consumer of a topic carrying several event types (`orders.events`
+    /// carries order and saga events) knows the payload type before decoding.
+    pub const STREAM: &str = "stream";
     /// On dead letters: why the record could not be handled.
     pub const DEADLETTER_REASON: &str = "deadletter-reason";
     /// On dead letters: a stable code for the reason (e.g. `undecodable`).

@@ -49,6 +49,14 @@ pub struct ServiceArgs {
     /// Snapshot every N events per aggregate (0: never).
     #[arg(long, default_value_t = 100)]
     pub snapshot_every: u64,
+    /// How long a saga step waits for its replies before a retry, in
+    /// milliseconds (each retry waits twice as long).
+    #[arg(long, default_value_t = 5_000)]
+    pub saga_step_timeout_ms: u64,
+    /// Attempts per saga step before it compensates (or, for a compensation,
+    /// parks the saga as stuck).
+    #[arg(long, default_value_t = 3)]
+    pub saga_attempts: u32,
 }
 
 impl ServiceArgs {
@@ -57,6 +65,10 @@ impl ServiceArgs {
         let mut options = NodeOptions::new(kafka, &self.data);
         options.service.event_format = self.event_format;
         options.service.snapshot_every = self.snapshot_every;
+        options.saga = ordersaga_events::saga::SagaPolicy {
+            step_timeout_ms: self.saga_step_timeout_ms,
+            max_attempts: self.saga_attempts.max(1),
+        };
         options
     }
 }

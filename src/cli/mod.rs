@@ -3,7 +3,9 @@
 mod common;
 mod journal_load;
 mod run;
+mod sagas;
 mod serve;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run one service in this process against a Kafka cluster.
     Serve(serve::ServeArgs),
+    /// Inspect order sagas and retry stuck ones.
+    Sagas(sagas::SagasArgs),
+    /// Check the stores' integrity and the invariants across services.
+    Verify(verify::VerifyArgs),
     /// Print the version of the binary and of the wire contract.
     Version,
     /// Append to a store under load, printing each durable append (crash tests).
@@ -42,6 +48,8 @@ impl Command {
         match self {
             Command::Run(args) => run::run(args),
             Command::Serve(args) => serve::run(args),
+            Command::Sagas(args) => sagas::run(args),
+            Command::Verify(args) => verify::run(args),
             Command::Version => {
                 println!(
                     "ordersaga {} (event schema: user v{}, order v{}, inventory v{})",

@@ -19,6 +19,10 @@ pub struct RunArgs {
     kafka: KafkaArgs,
     #[command(flatten)]
     service: ServiceArgs,
+    /// Create users and products, place orders that succeed, fail for stock
+    /// and fail for funds, print each order's status and saga path, then stop.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// Runs the three services until Ctrl-C or SIGTERM.
@@ -71,14 +75,19 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
                 .unwrap_or_default()
         );
         println!("  any Kafka client can connect with bootstrap.servers={brokers}");
-        println!("  press Ctrl-C (or send SIGTERM) to stop");
-        shutdown_signal().await;
+        let demo = if args.demo {
+            crate::demo::run(&options.kafka, &running).await
+        } else {
+            println!("  press Ctrl-C (or send SIGTERM) to stop");
+            shutdown_signal().await;
+            Ok(())
+        };
         println!("stopping: finishing commands in flight and publishing the outbox…");
         for service in running {
             service.stop().await;
         }
         println!("stopped");
         drop(embedded);
-        Ok(())
+        demo
     })
 }

@@ -205,13 +205,12 @@ impl<A: Aggregate> Clone for Context<A> {
 pub async fn run<A: Aggregate>(
     service: Service<A>,
     consumer: StreamConsumer<JournalOffsets>,
+    decode: Decoder<A::Command>,
     kafka: KafkaConfig,
     cluster_id: String,
     settings: ConsumerSettings,
     mut stop: watch::Receiver<bool>,
-) where
-    A::Command: DeserializeOwned,
-{
+) {
     let name = A::SERVICE.name();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let ctx = Context {
@@ -241,7 +240,7 @@ pub async fn run<A: Aggregate>(
                 match received {
                     Ok(message) => {
                         let message = message.detach();
-                        dispatch(&ctx, &mut in_flight, &mut known_topics, message).await;
+                        dispatch(&ctx, decode, &mut in_flight, &mut known_topics, message).await;
                     }
                     Err(err) => {
                         tracing::warn!(service = name, cause = %err, "consume error");
@@ -308,12 +307,19 @@ async fn finish<A: Aggregate>(
 }
 
 /// Why a record is dead-lettered.
-struct Refusal {
-    code: &'static str,
-    reason: String,
+#[derive(Debug)]
+pub struct Refusal {
+    /// A stable code (the `deadletter-code` header).
+    pub code: &'static str,
+    /// What was wrong (the `deadletter-reason` header).
+    pub reason: String,
 }
 
-fn decode_command<C: DeserializeOwned>(
+/// Turns a consumed record into a command for the service, or refuses it.
+pub type Decoder<C> = fn(&OwnedMessage) -> Result<(CommandEnvelope<C>, Format), Refusal>;
+
+/// The decoder of command topics: a `CommandEnvelope` in bincode or JSON.
+pub fn decode_command<C: DeserializeOwned>(
     message: &OwnedMessage,
 ) -> Result<(CommandEnvelope<C>, Format), Refusal> {
     let payload = message.payload().unwrap_or_default();
@@ -349,12 +355,11 @@ fn headers_of(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
 
 async fn dispatch<A: Aggregate>(
     ctx: &Context<A>,
+    decode: Decoder<A::Command>,
     in_flight: &mut InFlight,
     known_topics: &mut HashSet<String>,
     message: OwnedMessage,
-) where
-    A::Command: DeserializeOwned,
-{
+) {
     let partition = (message.topic().to_string(), message.partition());
     let offset = message.offset();
     let mark = in_flight.begin(&partition, offset);
@@ -364,7 +369,7 @@ async fn dispatch<A: Aggregate>(
         cluster_id: ctx.cluster_id.clone(),
         next_offset: mark,
     };
-    match decode_command::<A::Command>(&message) {
+    match decode(&message) {
         Err(refusal) => {
             let ctx = ctx.clone();
             actix::spawn(async move {

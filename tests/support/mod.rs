@@ -6,6 +6,8 @@
 //! works in its own namespace, so tests never see each other's topics.
 #![allow(dead_code)]
 
+pub mod shop;
+
 use ordersaga::kafka::embedded::EmbeddedBroker;
 use ordersaga::kafka::{clients, topics, KafkaConfig};
 use ordersaga_events::codec::{encode, Format};

@@ -5,8 +5,10 @@
 
 mod inventory;
 mod order;
+mod saga;
 mod user;
 
 pub use inventory::{Product, Reservation, ReservationState};
 pub use order::Order;
+pub use saga::{LineReservation, Saga};
 pub use user::{ChargeRecord, User, UserStatus, EMAIL_INDEX};

@@ -169,7 +169,7 @@ fn open_db(config: &JournalConfig) -> Result<sled::Db, JournalError> {
             .temporary(config.temporary)
             .open();
         match opened {
-            Err(sled::Error::Io(err)) if attempt < 20 && lock_held(&err) => {
+            Err(sled::Error::Io(err)) if attempt < 100 && lock_held(&err) => {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
@@ -253,6 +253,12 @@ impl Journal {
     /// Opens a persistent store at `path` with default settings.
     pub fn open_path(path: impl AsRef<Path>) -> Result<Self, JournalError> {
         Self::open(JournalConfig::new(path.as_ref()))
+    }
+
+    /// How many handles to this store are alive (this one included); the
+    /// store closes when the last is dropped.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
     }
 
     /// The store directory.

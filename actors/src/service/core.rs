@@ -113,7 +113,11 @@ impl<A: Aggregate> EntityCore<A> {
                 None => self.decide(&exec.command.command)?,
             };
             let (batch, reply, events) = self.build(&exec, decided)?;
-            if !exec.remember && batch.events.is_none() && batch.outbox.is_empty() && batch.offset.is_none() {
+            if !exec.remember
+                && batch.events.is_none()
+                && batch.outbox.is_empty()
+                && batch.offset.is_none()
+            {
                 return Ok(reply);
             }
             match self.journal.append(batch).await {
@@ -262,6 +266,10 @@ impl<A: Aggregate> EntityCore<A> {
                             (
                                 header::EVENT_ID.to_string(),
                                 envelope.event_id.to_string().into_bytes(),
+                            ),
+                            (
+                                header::STREAM.to_string(),
+                                self.stream.to_string().into_bytes(),
                             ),
                         ],
                     });

@@ -22,7 +22,7 @@ use crate::recovery::{stream_of, Recovered};
 use actix::prelude::*;
 use mailbox::Mailbox;
 use ordersaga_events::{CommandEnvelope, Reply, StreamId};
-use router::{CountEntities, InspectEntity, Route, Router};
+use router::{CountEntities, InspectEntity, Route, Router, Shutdown};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -156,6 +156,17 @@ impl<A: Aggregate> Service<A> {
         }
         self.router.do_send(InspectEntity { id, respond });
         rx.await.map_err(|_| ServiceError::Stopped)?
+    }
+
+    /// Stops the router and its entities; commands already queued are
+    /// answered first, later ones get [`ServiceError::Stopped`]. The journal
+    /// closes once every handle to it is gone.
+    pub async fn shutdown(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.router.connected() {
+            self.router.do_send(Shutdown { done });
+            let _ = stopped.await;
+        }
     }
 
     /// How many entities are in memory now.

@@ -41,6 +41,15 @@ impl<A: Aggregate> Message for InspectEntity<A> {
     type Result = ();
 }
 
+/// Stop every entity (after the commands already queued) and the router.
+pub(crate) struct Shutdown {
+    pub done: oneshot::Sender<()>,
+}
+
+impl Message for Shutdown {
+    type Result = ();
+}
+
 /// How many entities are in memory.
 #[derive(Message)]
 #[rtype(result = "usize")]
@@ -189,6 +198,18 @@ impl<A: Aggregate> Handler<InspectEntity<A>> for Router<A> {
             let result = rx.await.map_err(|_| ServiceError::Stopped);
             let _ = respond.send(result);
         });
+    }
+}
+
+impl<A: Aggregate> Handler<Shutdown> for Router<A> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
+        for (_, slot) in self.entities.drain() {
+            slot.addr.do_send(Passivate);
+        }
+        ctx.stop();
+        let _ = msg.done.send(());
     }
 }
 

@@ -1,0 +1,15 @@
+//! The order saga's runtime in the orders service.
+//!
+//! The saga itself is a pure aggregate (`ordersaga_actors::aggregates::Saga`)
+//! run by the same router and entity actors as every aggregate: the router is
+//! the saga supervisor, each in-flight saga is one child entity actor, a child
+//! that panics is restarted from its journal. Around it, this module feeds it:
+//! - [`follower`]: tails the orders store and starts a saga for every placed
+//!   order (and tells it about cancellations);
+//! - [`replies`]: turns replies on `orders.saga.replies` into saga input;
+//! - [`timer`]: ticks every unfinished saga whose deadline passed, and on
+//!   start resumes every unfinished saga found in the store.
+
+pub mod follower;
+pub mod replies;
+pub mod timer;
