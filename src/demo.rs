@@ -120,7 +120,7 @@ pub async fn run(kafka: &KafkaConfig, services: &[RunningService]) -> Result<(),
     println!("\ndemo: two users, two products, three orders, all through Kafka");
     let alice = UserId::new();
     let bob = UserId::new();
-    for (id, name, funds) in [(alice, "alice", 100_00u64), (bob, "bob", 5_00)] {
+    for (id, name, funds) in [(alice, "alice", 10_000u64), (bob, "bob", 500)] {
         send(
             &producer,
             kafka,

@@ -1,6 +1,8 @@
 //! The orders service process is killed (SIGKILL) while many sagas are in
 //! flight, then started again: every saga still ends Completed or Aborted and
 //! the invariants hold across the three stores.
+// Money is written as dollars_cents: 100_00 is 100.00.
+#![allow(clippy::inconsistent_digit_grouping)]
 
 mod support;
 

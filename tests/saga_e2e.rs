@@ -1,6 +1,8 @@
 //! The order saga end to end over Kafka: the three services on one broker
 //! (embedded, or real with `ORDERSAGA_TEST_BROKERS`), orders placed as any
 //! client would, and the final state checked in every store.
+// Money is written as dollars_cents: 100_00 is 100.00.
+#![allow(clippy::inconsistent_digit_grouping)]
 
 mod support;
 

@@ -28,7 +28,10 @@ pub async fn ensure_topics(config: &KafkaConfig, names: &[String]) -> Result<(),
         return Ok(());
     }
     let admin = clients::admin(config, "ordersaga-admin")?;
-    let physical: Vec<String> = names.iter().map(|n| config.name(n)).collect();
+    let mut physical: Vec<String> = names.iter().map(|n| config.name(n)).collect();
+    // A name twice in one request is a malformed request to some brokers.
+    physical.sort();
+    physical.dedup();
     let new: Vec<NewTopic<'_>> = physical
         .iter()
         .map(|name| {
