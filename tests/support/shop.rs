@@ -42,13 +42,18 @@ pub struct Shop {
 impl Shop {
     /// Creates the topics and starts the three services.
     pub async fn start(broker: &TestBroker) -> Shop {
+        Self::start_with(broker, fast_sagas()).await
+    }
+
+    /// [`Shop::start`] with a saga policy of the test's choosing.
+    pub async fn start_with(broker: &TestBroker, saga: SagaPolicy) -> Shop {
         let kafka = broker.kafka();
         let topics: Vec<String> = Service::ALL.into_iter().flat_map(topics_of).collect();
         let topics: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
         broker.create_topics(&kafka, &topics).await;
         let dir = tempfile::tempdir().unwrap();
         let mut options = NodeOptions::new(kafka.clone(), dir.path());
-        options.saga = fast_sagas();
+        options.saga = saga;
         options.saga_tick = Duration::from_millis(50);
         let mut services = Vec::new();
         for name in Service::ALL {
@@ -157,15 +162,16 @@ impl Shop {
         order_id
     }
 
-    /// Waits for a saga event of `order_id`'s saga that `wanted` accepts.
-    pub async fn saga_event(
+    /// Waits until the events of `order_id`'s saga seen so far (in order,
+    /// duplicates included) satisfy `done`; returns them.
+    pub async fn saga_events_until(
         &mut self,
         order_id: OrderId,
         what: &str,
-        wanted: impl Fn(&SagaEvent) -> bool,
-    ) -> SagaEvent {
+        done: impl Fn(&[SagaEvent]) -> bool,
+    ) -> Vec<SagaEvent> {
         let stream = StreamId::new(StreamKind::Saga, saga_of(order_id).as_uuid()).to_string();
-        let find = |seen: &[rdkafka::message::OwnedMessage]| -> Option<SagaEvent> {
+        let events_of = |seen: &[rdkafka::message::OwnedMessage]| -> Vec<SagaEvent> {
             seen.iter()
                 .filter(|m| {
                     header_text(m, ordersaga_events::topics::header::STREAM).as_deref()
@@ -173,10 +179,23 @@ impl Shop {
                 })
                 .filter_map(|m| decode_event::<SagaEvent>(m.payload()?).ok())
                 .map(|e| e.payload)
-                .find(|e| wanted(e))
+                .collect()
         };
-        self.events.until(what, |seen| find(seen).is_some()).await;
-        find(&self.events.seen).unwrap()
+        self.events.until(what, |seen| done(&events_of(seen))).await;
+        events_of(&self.events.seen)
+    }
+
+    /// Waits for a saga event of `order_id`'s saga that `wanted` accepts.
+    pub async fn saga_event(
+        &mut self,
+        order_id: OrderId,
+        what: &str,
+        wanted: impl Fn(&SagaEvent) -> bool,
+    ) -> SagaEvent {
+        let events = self
+            .saga_events_until(order_id, what, |events| events.iter().any(&wanted))
+            .await;
+        events.into_iter().find(|e| wanted(e)).unwrap()
     }
 
     /// Waits for the saga of `order_id` to complete or abort.
@@ -185,6 +204,25 @@ impl Shop {
             matches!(e, SagaEvent::Completed | SagaEvent::Aborted { .. })
         })
         .await
+    }
+
+    /// The directory holding the three stores.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Stops every service, keeping the stores.
+    pub async fn stop_all(&mut self) {
+        for service in self.services.drain(..) {
+            service.stop().await;
+        }
+    }
+
+    /// Starts every service again on its store.
+    pub async fn start_all(&mut self) {
+        for name in Service::ALL {
+            self.start_service(name).await;
+        }
     }
 
     /// Stops one service.
