@@ -55,14 +55,15 @@ start() {
   mkdir -p "$DIR"
   case "$STORAGE" in
     memory) engine="memory://tansu/" ;;
-    sqlite) engine="sqlite://$DIR/tansu.db" ;;
+    # Tansu resolves a sqlite path against its working directory ($DIR below).
+    sqlite) engine="sqlite://tansu.db" ;;
     *) echo "unknown ORDERSAGA_BROKER_STORAGE=$STORAGE (memory or sqlite)" >&2; exit 2 ;;
   esac
   bin=$(tansu_bin)
-  nohup "$bin" broker \
+  (cd "$DIR" && exec nohup "$bin" broker \
     --listener-url "tcp://127.0.0.1:$PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$PORT" \
-    --storage-engine "$engine" >"$LOG" 2>&1 &
+    --storage-engine "$engine") >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 300); do
     if port_open; then

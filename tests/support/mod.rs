@@ -224,7 +224,9 @@ impl OwnTansu {
     /// until it accepts connections.
     pub fn up(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        // Tansu resolves a sqlite path against its working directory.
         let child = std::process::Command::new(tansu_binary())
+            .current_dir(self.db.parent().unwrap())
             .args([
                 "broker",
                 "--listener-url",
@@ -234,7 +236,10 @@ impl OwnTansu {
             ])
             .args([
                 "--storage-engine",
-                &format!("sqlite://{}", self.db.display()),
+                &format!(
+                    "sqlite://{}",
+                    self.db.file_name().unwrap().to_string_lossy()
+                ),
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
