@@ -2,7 +2,7 @@
 # The project's test command.
 #
 # 1. Every test in the workspace; the Kafka tests run on the embedded broker.
-# 2. The Kafka tests again against a real Kafka-protocol broker: Tansu, built
+# 2. The Kafka and saga tests again against a real Kafka-protocol broker: Tansu, built
 #    from crates.io on first use (about 10 minutes) and started on loopback.
 #
 # Set ORDERSAGA_SKIP_REAL_BROKER=1 to run step 1 only.
@@ -26,5 +26,5 @@ kafka_tests=()
 for f in tests/kafka_*.rs tests/saga_*.rs; do
   kafka_tests+=(--test "$(basename "$f" .rs)")
 done
-echo "== Kafka tests against Tansu on 127.0.0.1:$ORDERSAGA_BROKER_PORT"
+echo "== Kafka and saga tests against Tansu on 127.0.0.1:$ORDERSAGA_BROKER_PORT"
 ORDERSAGA_TEST_BROKERS="127.0.0.1:$ORDERSAGA_BROKER_PORT" cargo test -p ordersaga "${kafka_tests[@]}"
