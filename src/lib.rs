@@ -10,10 +10,12 @@
 //!   the sled journal (one transaction per command, group commit), the router
 //!   and entity actors.
 //! - this package (`src/`): the `ordersaga` binary and its commands ([`cli`]).
+//! - [`bench`]: `ordersaga bench`, N orders through the saga against a same-run baseline.
 //!
 //! Dependencies point one way: this package → actors → events.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod kafka;

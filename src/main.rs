@@ -4,6 +4,15 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Behave like other command-line tools when the reader of stdout goes
+    // away (`ordersaga sagas list | head`): end quietly instead of panicking
+    // on a broken pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // starts has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = ordersaga::cli::Cli::parse();
     ordersaga::cli::init_tracing(cli.verbose);
     match cli.command.run() {

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+mod bench;
 mod common;
 mod journal_load;
 mod run;
@@ -35,6 +36,9 @@ pub enum Command {
     Sagas(sagas::SagasArgs),
     /// Check the stores' integrity and the invariants across services.
     Verify(verify::VerifyArgs),
+    /// Drive N orders through the whole saga at a chosen concurrency and
+    /// compare them with single-command round trips measured in the same run.
+    Bench(bench::BenchArgs),
     /// Print the version of the binary and of the wire contract.
     Version,
     /// Append to a store under load, printing each durable append (crash tests).
@@ -50,6 +54,7 @@ impl Command {
             Command::Serve(args) => serve::run(args),
             Command::Sagas(args) => sagas::run(args),
             Command::Verify(args) => verify::run(args),
+            Command::Bench(args) => bench::run(args),
             Command::Version => {
                 println!(
                     "ordersaga {} (event schema: user v{}, order v{}, inventory v{})",
