@@ -72,6 +72,11 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // librdkafka waits up to 500 ms by default for a fetch to fill; the
+        // embedded broker (and Tansu) then answer only after that wait, which
+        // made every hop through Kafka cost half a second. Commands are
+        // latency-sensitive: ask for whatever is there after 10 ms.
+        .set("fetch.wait.max.ms", "10")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .create_with_context(context)

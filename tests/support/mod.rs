@@ -125,6 +125,7 @@ impl Probe {
             .set("bootstrap.servers", &kafka.brokers)
             .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "10")
             .create()
             .unwrap();
         let physical = kafka.name(topic);
