@@ -2,13 +2,12 @@
 //! against a single-command baseline measured in the same run (see
 //! [`crate::bench`]).
 
-use super::common::{KafkaArgs, ServiceArgs};
+use super::common::{KafkaArgs, ServiceArgs, TuningArgs};
 use super::CliError;
 use crate::bench::{self, BenchConfig, BenchReport, PhaseStats};
 use crate::kafka::embedded::EmbeddedBroker;
 use crate::kafka::valid_topic_name;
 use clap::Args;
-use ordersaga_events::Format;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,19 +56,8 @@ pub struct BenchArgs {
     pub stall_timeout_secs: u64,
     #[command(flatten)]
     kafka: KafkaArgs,
-    /// Encoding of records on the event topics: bincode or json.
-    #[arg(long, default_value = "bincode")]
-    pub event_format: Format,
-    /// Snapshot every N events per aggregate (0: never).
-    #[arg(long, default_value_t = 100)]
-    pub snapshot_every: u64,
-    /// How long a saga step waits for its replies before a retry, in
-    /// milliseconds (each retry waits twice as long).
-    #[arg(long, default_value_t = 5_000)]
-    pub saga_step_timeout_ms: u64,
-    /// Attempts per saga step before it compensates.
-    #[arg(long, default_value_t = 3)]
-    pub saga_attempts: u32,
+    #[command(flatten)]
+    tuning: TuningArgs,
 }
 
 /// A data directory made for this run, removed when dropped (after the
@@ -124,10 +112,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     };
     let service = ServiceArgs {
         data,
-        event_format: args.event_format,
-        snapshot_every: args.snapshot_every,
-        saga_step_timeout_ms: args.saga_step_timeout_ms,
-        saga_attempts: args.saga_attempts,
+        tuning: args.tuning,
     };
 
     let report = actix_rt::System::new().block_on(async {

@@ -43,6 +43,20 @@ pub struct ServiceArgs {
     /// Where the stores live, one directory per service.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+impl ServiceArgs {
+    /// Node options for `kafka`.
+    pub fn node_options(&self, kafka: KafkaConfig) -> NodeOptions {
+        self.tuning.node_options(kafka, &self.data)
+    }
+}
+
+/// Event encoding, snapshots and saga timing.
+#[derive(Debug, Args)]
+pub struct TuningArgs {
     /// Encoding of records on the event topics: bincode or json.
     #[arg(long, default_value = "bincode")]
     pub event_format: Format,
@@ -59,10 +73,10 @@ pub struct ServiceArgs {
     pub saga_attempts: u32,
 }
 
-impl ServiceArgs {
-    /// Node options for `kafka`.
-    pub fn node_options(&self, kafka: KafkaConfig) -> NodeOptions {
-        let mut options = NodeOptions::new(kafka, &self.data);
+impl TuningArgs {
+    /// Node options for `kafka` with stores under `data`.
+    pub fn node_options(&self, kafka: KafkaConfig, data: &std::path::Path) -> NodeOptions {
+        let mut options = NodeOptions::new(kafka, data);
         options.service.event_format = self.event_format;
         options.service.snapshot_every = self.snapshot_every;
         options.saga = ordersaga_events::saga::SagaPolicy {
