@@ -36,7 +36,7 @@ use ordersaga_events::{
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -50,10 +50,7 @@ pub const REPLIES: &str = "bench.replies";
 
 /// Every logical topic a bench run uses: the services' and [`REPLIES`].
 pub fn topics() -> Vec<String> {
-    let mut all: Vec<String> = ServiceName::ALL
-        .into_iter()
-        .flat_map(topics::topics_of)
-        .collect();
+    let mut all = topics::all_topics();
     all.push(REPLIES.to_string());
     all
 }
@@ -584,16 +581,9 @@ async fn watcher(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("client.id", "ordersaga-bench")
-        .set("group.id", format!("ordersaga-bench-{}", Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        // The observer should add as little as it can to what it measures:
-        // the embedded (mock) broker answers an empty fetch only after the
-        // whole wait, so the default 500 ms would land in every latency.
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
+    // The observer fetches as often as the services do, so it adds little to
+    // what it measures.
+    let consumer = clients::reader(kafka, "ordersaga-bench")?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions as i32 {
         assignment.add_partition_offset(&physical, partition, Offset::Beginning)?;
@@ -698,14 +688,14 @@ async fn drive(
     })
 }
 
-/// Runs a setup phase: every command must be accepted.
-async fn setup_phase(
+/// Drives request/reply commands; every one of them must get its reply.
+async fn replied_phase(
     producer: &FutureProducer,
     replies: &StreamConsumer,
     requests: Vec<Request>,
     config: &BenchConfig,
     what: &'static str,
-) -> Result<usize, BenchError> {
+) -> Result<Phase, BenchError> {
     let bar = progress_bar(config.progress, requests.len(), what);
     let phase = drive(
         producer,
@@ -719,11 +709,23 @@ async fn setup_phase(
     .await?;
     if phase.unfinished > 0 {
         return Err(format!(
-            "setup ({what}): {} commands got no reply within {:?}",
+            "{what}: {} commands got no reply within {:?}",
             phase.unfinished, config.stall_timeout
         )
         .into());
     }
+    Ok(phase)
+}
+
+/// Runs a setup phase: every command must be accepted.
+async fn setup_phase(
+    producer: &FutureProducer,
+    replies: &StreamConsumer,
+    requests: Vec<Request>,
+    config: &BenchConfig,
+    what: &'static str,
+) -> Result<usize, BenchError> {
+    let phase = replied_phase(producer, replies, requests, config, what).await?;
     if let Some(End::Failed(code)) = phase.ends.values().find(|e| **e != End::Ok) {
         return Err(format!("setup ({what}): a command was rejected: {code}").into());
     }
@@ -818,24 +820,8 @@ async fn measure(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let bar = progress_bar(config.progress, config.orders, "baseline");
-    let baseline = drive(
-        &producer,
-        &replies,
-        baseline_requests,
-        config.concurrency,
-        config.stall_timeout,
-        &bar,
-        reply_end,
-    )
-    .await?;
-    if baseline.unfinished > 0 {
-        return Err(format!(
-            "baseline: {} deposits got no reply within {:?}",
-            baseline.unfinished, config.stall_timeout
-        )
-        .into());
-    }
+    let baseline =
+        replied_phase(&producer, &replies, baseline_requests, config, "baseline").await?;
 
     // The saga load: a saga's end is identified by its order id.
     let orders = plan

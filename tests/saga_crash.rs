@@ -6,7 +6,7 @@
 
 mod support;
 
-use ordersaga::kafka::topics::topics_of;
+use ordersaga::kafka::topics::all_topics;
 use ordersaga::node::{self, NodeOptions};
 use ordersaga_actors::Journal;
 use ordersaga_events::codec::{decode_event, encode, Format};
@@ -62,7 +62,7 @@ fn ended(seen: &[OwnedMessage]) -> HashSet<String> {
 async fn sagas_survive_a_killed_orders_service() {
     let broker = TestBroker::from_env();
     let kafka = broker.kafka();
-    let topics: Vec<String> = Service::ALL.into_iter().flat_map(topics_of).collect();
+    let topics = all_topics();
     let topics: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
     broker.create_topics(&kafka, &topics).await;
     let dir = tempfile::tempdir().unwrap();

@@ -2,10 +2,9 @@
 //! against a single-command baseline measured in the same run (see
 //! [`crate::bench`]).
 
-use super::common::{KafkaArgs, ServiceArgs, TuningArgs};
+use super::common::{cluster, KafkaArgs, ServiceArgs, TuningArgs};
 use super::CliError;
 use crate::bench::{self, BenchConfig, BenchReport, PhaseStats};
-use crate::kafka::embedded::EmbeddedBroker;
 use crate::kafka::valid_topic_name;
 use clap::Args;
 use std::io::IsTerminal;
@@ -117,22 +116,15 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
 
     let report = actix_rt::System::new().block_on(async {
         // The embedded broker lives exactly as long as this block.
-        let embedded = match &args.brokers {
-            Some(_) => None,
-            None => Some(EmbeddedBroker::start()?),
-        };
-        let brokers = match (&args.brokers, &embedded) {
-            (Some(brokers), _) => brokers.clone(),
-            (None, Some(broker)) => broker.bootstrap_servers(),
-            (None, None) => return Err::<BenchReport, CliError>("no broker".into()),
-        };
-        let mut kafka = args.kafka.config(&brokers);
-        kafka.namespace = Some(namespace);
-        if let Some(broker) = &embedded {
-            // The mock cluster has no CreateTopics API: make every topic now.
-            kafka.auto_create_topics = true;
-            broker.create_topics(&kafka, &bench::topics())?;
-        }
+        let (kafka, embedded) = cluster(
+            args.brokers.as_deref(),
+            |brokers| {
+                let mut kafka = args.kafka.config(brokers);
+                kafka.namespace = Some(namespace);
+                kafka
+            },
+            &bench::topics(),
+        )?;
         let options = service.node_options(kafka);
         let mut report = bench::run(&options, &config).await?;
         report.embedded_broker = embedded.is_some();

@@ -1,5 +1,7 @@
 //! Options and helpers shared by the subcommands that run services.
 
+use super::CliError;
+use crate::kafka::embedded::EmbeddedBroker;
 use crate::kafka::KafkaConfig;
 use crate::node::NodeOptions;
 use clap::Args;
@@ -33,6 +35,27 @@ impl KafkaArgs {
             replication: self.replication,
             namespace: self.namespace.clone(),
             auto_create_topics: self.no_create_topics,
+        }
+    }
+}
+
+/// The cluster to run on: `brokers` when given, or else an embedded broker
+/// started now, on which `topics` are created up front (it has no
+/// CreateTopics API). The embedded broker runs as long as the caller keeps
+/// the returned handle.
+pub fn cluster(
+    brokers: Option<&str>,
+    config: impl FnOnce(&str) -> KafkaConfig,
+    topics: &[String],
+) -> Result<(KafkaConfig, Option<EmbeddedBroker>), CliError> {
+    match brokers {
+        Some(brokers) => Ok((config(brokers), None)),
+        None => {
+            let broker = EmbeddedBroker::start()?;
+            let mut kafka = config(&broker.bootstrap_servers());
+            kafka.auto_create_topics = true;
+            broker.create_topics(&kafka, topics)?;
+            Ok((kafka, Some(broker)))
         }
     }
 }

@@ -1,9 +1,9 @@
 //! `ordersaga run`: all three services in this process, on the embedded
 //! broker (nothing to install) or on a real cluster with `--brokers`.
 
-use super::common::{shutdown_signal, KafkaArgs, ServiceArgs};
+use super::common::{cluster, shutdown_signal, KafkaArgs, ServiceArgs};
 use super::CliError;
-use crate::kafka::embedded::EmbeddedBroker;
+use crate::kafka::topics::all_topics;
 use crate::node::{self, RunningService};
 use clap::Args;
 use ordersaga_events::topics::Service as ServiceName;
@@ -29,24 +29,12 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> Result<(), CliError> {
     actix_rt::System::new().block_on(async move {
         // The embedded broker lives exactly as long as this block.
-        let embedded = match &args.brokers {
-            Some(_) => None,
-            None => Some(EmbeddedBroker::start()?),
-        };
-        let brokers = match (&args.brokers, &embedded) {
-            (Some(brokers), _) => brokers.clone(),
-            (None, Some(broker)) => broker.bootstrap_servers(),
-            (None, None) => unreachable!("an embedded broker is started when none is given"),
-        };
-        let mut kafka = args.kafka.config(&brokers);
-        if let Some(broker) = &embedded {
-            kafka.auto_create_topics = true;
-            let topics: Vec<String> = ServiceName::ALL
-                .into_iter()
-                .flat_map(crate::kafka::topics::topics_of)
-                .collect();
-            broker.create_topics(&kafka, &topics)?;
-        }
+        let (kafka, embedded) = cluster(
+            args.brokers.as_deref(),
+            |brokers| args.kafka.config(brokers),
+            &all_topics(),
+        )?;
+        let brokers = kafka.brokers.clone();
         let options = args.service.node_options(kafka);
         let mut running: Vec<RunningService> = Vec::new();
         for name in ServiceName::ALL {

@@ -9,6 +9,12 @@ use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use std::time::Duration;
 
+/// How long a fetch may wait for records to arrive. librdkafka's default is
+/// 500 ms, and both the embedded broker and Tansu answer a fetch only when
+/// that wait runs out, which made every hop through Kafka cost half a
+/// second. Commands are latency-sensitive: take what is there after 10 ms.
+const FETCH_WAIT_MS: &str = "10";
+
 /// How long start-up waits for the cluster to answer before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -72,14 +78,23 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // librdkafka waits up to 500 ms by default for a fetch to fill; the
-        // embedded broker (and Tansu) then answer only after that wait, which
-        // made every hop through Kafka cost half a second. Commands are
-        // latency-sensitive: ask for whatever is there after 10 ms.
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .create_with_context(context)
+}
+
+/// A consumer that reads topics by explicit assignment (no group offsets
+/// are committed): for tools, benchmarks and tests that observe topics.
+pub fn reader(
+    config: &KafkaConfig,
+    client_id: &str,
+) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
+    base(config, client_id)
+        .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+        .create()
 }
 
 /// An admin client.

@@ -21,6 +21,14 @@ pub fn topics_of(service: Service) -> Vec<String> {
     topics
 }
 
+/// Every topic the three services use, each once.
+pub fn all_topics() -> Vec<String> {
+    let mut all: Vec<String> = Service::ALL.into_iter().flat_map(topics_of).collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// Creates the logical topics `names` (namespaced by the config) with the
 /// configured partitions and replication, skipping those that exist.
 pub async fn ensure_topics(config: &KafkaConfig, names: &[String]) -> Result<(), TransportError> {

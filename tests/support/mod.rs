@@ -16,7 +16,7 @@ use ordersaga_events::CommandEnvelope;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -121,13 +121,7 @@ pub struct Probe {
 impl Probe {
     /// A probe on the logical `topic`, which must exist.
     pub fn new(kafka: &KafkaConfig, topic: &str) -> Self {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "10")
-            .create()
-            .unwrap();
+        let consumer = clients::reader(kafka, "probe").unwrap();
         let physical = kafka.name(topic);
         let mut assignment = TopicPartitionList::new();
         for partition in 0..kafka.partitions {

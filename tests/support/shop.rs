@@ -2,7 +2,7 @@
 //! producer, and a probe on `orders.events` to wait for sagas to end.
 
 use super::{header_text, Probe, TestBroker};
-use ordersaga::kafka::topics::topics_of;
+use ordersaga::kafka::topics::all_topics;
 use ordersaga::kafka::KafkaConfig;
 use ordersaga::node::{self, NodeOptions, RunningService};
 use ordersaga_actors::Journal;
@@ -49,7 +49,7 @@ impl Shop {
     /// [`Shop::start`] with a saga policy of the test's choosing.
     pub async fn start_with(broker: &TestBroker, saga: SagaPolicy) -> Shop {
         let kafka = broker.kafka();
-        let topics: Vec<String> = Service::ALL.into_iter().flat_map(topics_of).collect();
+        let topics = all_topics();
         let topics: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
         broker.create_topics(&kafka, &topics).await;
         let dir = tempfile::tempdir().unwrap();
