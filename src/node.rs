@@ -6,8 +6,9 @@
 //! store, a consumer for the replies to saga commands, one for operator saga
 //! commands, the follower that starts sagas for placed orders, and the timer.
 
-use crate::kafka::clients::{self, CONNECT_TIMEOUT};
+use crate::kafka::clients::{self, Membership, CONNECT_TIMEOUT};
 use crate::kafka::consumer::{self, ConsumerSettings, Decoder, JournalOffsets};
+use crate::kafka::liveness::{self, Ownership, Readiness};
 use crate::kafka::relay::{self, RelayProgress};
 use crate::kafka::topics::{ensure_topics, topics_of};
 use crate::kafka::{KafkaConfig, TransportError};
@@ -21,8 +22,9 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// How to run services.
@@ -36,12 +38,20 @@ pub struct NodeOptions {
     pub service: ServiceConfig,
     /// Consumer settings.
     pub consumer: ConsumerSettings,
-    /// How long a stop keeps publishing the outbox. Default 10 s.
+    /// How long a stop keeps publishing the outbox. Default 5 s: what is left
+    /// is published on the next start.
     pub publish_grace: Duration,
     /// Timeouts and retries of new sagas. Default: 5 s, 3 attempts.
     pub saga: SagaPolicy,
     /// How often the saga timer looks for due sagas. Default 250 ms.
     pub saga_tick: Duration,
+    /// The static member id of this instance in its consumer groups. Default
+    /// `None`: derived from the service and its store's id, so that the same
+    /// store restarted is the same member.
+    pub instance_id: Option<String>,
+    /// How long a consumer may own no partition before the service counts
+    /// as deaf and not ready. Default 15 s.
+    pub deaf_after: Duration,
 }
 
 impl NodeOptions {
@@ -52,9 +62,11 @@ impl NodeOptions {
             data_dir: data_dir.into(),
             service: ServiceConfig::default(),
             consumer: ConsumerSettings::default(),
-            publish_grace: Duration::from_secs(10),
+            publish_grace: Duration::from_secs(5),
             saga: SagaPolicy::default(),
             saga_tick: Duration::from_millis(250),
+            instance_id: None,
+            deaf_after: Duration::from_secs(15),
         }
     }
 }
@@ -82,6 +94,8 @@ pub struct RunningService {
     feeders: Vec<Task>,
     relay: Task,
     progress: watch::Receiver<RelayProgress>,
+    readiness: watch::Receiver<Readiness>,
+    instance_id: String,
     sagas: Option<InFlightSagas>,
     actors: Vec<Box<dyn ServiceActors>>,
 }
@@ -111,6 +125,16 @@ impl RunningService {
         self.progress.clone()
     }
 
+    /// Whether every consumer of the service owns partitions; follows changes.
+    pub fn readiness(&self) -> watch::Receiver<Readiness> {
+        self.readiness.clone()
+    }
+
+    /// This instance's static member id in its consumer groups.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
     /// The orders service's unfinished sagas; `None` for other services.
     pub fn sagas_in_flight(&self) -> Option<&InFlightSagas> {
         self.sagas.as_ref()
@@ -118,9 +142,17 @@ impl RunningService {
 
     /// Stops consuming, finishes the commands in flight, publishes what is
     /// left in the outbox (within the grace period) and flushes the store.
+    ///
+    /// Every stage is bounded, so a stop ends in about the consumers' drain
+    /// timeout plus the publish grace plus [`CLOSE_TIMEOUT`], even while the
+    /// broker is down; what was not published stays in the outbox.
     pub async fn stop(self) {
+        // All feeders drain at once, so their bounds do not add up.
+        for feeder in &self.feeders {
+            let _ = feeder.stop.send(true);
+        }
         for feeder in self.feeders {
-            feeder.stop().await;
+            let _ = feeder.handle.await;
         }
         self.relay.stop().await;
         for actors in &self.actors {
@@ -135,6 +167,14 @@ impl RunningService {
         let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
         while self.journal.handles() > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if self.journal.handles() > 1 {
+            tracing::warn!(
+                service = self.name.name(),
+                store = %self.journal.path().display(),
+                handles = self.journal.handles() - 1,
+                "the store is still open after the stop timeout; it closes when the last actor lets go"
+            );
         }
     }
 }
@@ -157,9 +197,38 @@ struct Base {
     journal: Journal,
     cluster_id: String,
     client_id: String,
+    instance_id: String,
     relay: Task,
     progress: watch::Receiver<RelayProgress>,
     service_config: ServiceConfig,
+    /// Ownership of every consumer started so far, for readiness.
+    ownerships: Vec<Ownership>,
+    ownership_changed: Arc<Notify>,
+}
+
+impl Base {
+    /// The task that keeps the service's readiness, and its receiver.
+    fn liveness(
+        &self,
+        name: ServiceName,
+        options: &NodeOptions,
+    ) -> (Task, watch::Receiver<Readiness>) {
+        let (readiness_tx, readiness) = watch::channel(liveness::assess(
+            &self.ownerships,
+            options.deaf_after,
+            std::time::Instant::now(),
+        ));
+        let (stop, stopped) = watch::channel(false);
+        let handle = actix::spawn(liveness::watch(
+            name.name(),
+            self.ownerships.clone(),
+            self.ownership_changed.clone(),
+            options.deaf_after,
+            readiness_tx,
+            stopped,
+        ));
+        (Task { stop, handle }, readiness)
+    }
 }
 
 async fn base(
@@ -171,13 +240,25 @@ async fn base(
     ensure_topics(kafka, &topics).await?;
     let journal = Journal::open(JournalConfig::new(options.data_dir.join(name.name())))?;
     let client_id = format!("ordersaga-{}", name.name());
+    let instance_id = options.instance_id.clone().unwrap_or_else(|| {
+        format!(
+            "ordersaga-{}-{}",
+            name.name(),
+            &journal.store_id().simple().to_string()[..12]
+        )
+    });
     let producer = clients::producer(kafka, &client_id)?;
     let cluster_id = fetch_cluster_id(&producer).await?;
     let (stop, relay_stop) = watch::channel(false);
     let (progress_tx, progress) = watch::channel(RelayProgress::default());
+    let make_producer: relay::MakeProducer = {
+        let (kafka, client_id) = (kafka.clone(), client_id.clone());
+        Box::new(move || clients::producer(&kafka, &client_id))
+    };
     let handle = actix::spawn(relay::run(
         journal.clone(),
         producer,
+        make_producer,
         kafka.clone(),
         name.name(),
         relay_stop,
@@ -191,15 +272,18 @@ async fn base(
         journal,
         cluster_id,
         client_id,
+        instance_id,
         relay: Task { stop, handle },
         progress,
         service_config,
+        ownerships: Vec::new(),
+        ownership_changed: Arc::new(Notify::new()),
     })
 }
 
 /// A consumer of the logical `topic` in the logical `group`, feeding `service`.
 fn consumer_task<A: Aggregate>(
-    base: &Base,
+    base: &mut Base,
     options: &NodeOptions,
     service: Service<A>,
     topic: &str,
@@ -207,12 +291,24 @@ fn consumer_task<A: Aggregate>(
     decode: Decoder<A::Command>,
 ) -> Result<Task, TransportError> {
     let kafka = &options.kafka;
+    let membership = Membership {
+        group: kafka.name(group),
+        instance_id: Some(base.instance_id.clone()),
+        session_timeout: options.consumer.session_timeout,
+    };
+    let ownership = Ownership::signalling(
+        membership.group.clone(),
+        kafka.name(topic),
+        base.ownership_changed.clone(),
+    );
+    base.ownerships.push(ownership.clone());
     let context = JournalOffsets::new(
         base.journal.clone(),
         base.cluster_id.clone(),
         A::SERVICE.name(),
+        ownership,
     );
-    let consumer = clients::consumer(kafka, &base.client_id, &kafka.name(group), context)?;
+    let consumer = clients::consumer(kafka, &base.client_id, &membership, context)?;
     consumer.subscribe(&[&kafka.name(topic)])?;
     let (stop, stopped) = watch::channel(false);
     let handle = actix::spawn(consumer::run(
@@ -232,24 +328,27 @@ where
     A::Command: DeserializeOwned,
 {
     let name = A::SERVICE;
-    let base = base(name, topics_of(name), options).await?;
+    let mut base = base(name, topics_of(name), options).await?;
     let service = Service::<A>::start(base.journal.clone(), base.service_config.clone());
     let group = format!("ordersaga-{}", name.name());
     let commands = consumer_task(
-        &base,
+        &mut base,
         options,
         service.clone(),
         name.commands_topic(),
         &group,
         consumer::decode_command::<A::Command>,
     )?;
-    tracing::info!(service = name.name(), "started");
+    let (liveness, readiness) = base.liveness(name, options);
+    tracing::info!(service = name.name(), instance_id = %base.instance_id, "started");
     Ok(RunningService {
         name,
         journal: base.journal,
-        feeders: vec![commands],
+        feeders: vec![commands, liveness],
         relay: base.relay,
         progress: base.progress,
+        readiness,
+        instance_id: base.instance_id,
         sagas: None,
         actors: vec![Box::new(service)],
     })
@@ -257,7 +356,7 @@ where
 
 async fn start_orders(options: &NodeOptions) -> Result<RunningService, TransportError> {
     let name = ServiceName::Orders;
-    let base = base(name, topics_of(name), options).await?;
+    let mut base = base(name, topics_of(name), options).await?;
     let orders = Service::<Order>::start(base.journal.clone(), base.service_config.clone());
     // The saga supervisor: its router owns one child actor per saga, on the
     // same store as the orders.
@@ -267,7 +366,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
 
     let mut feeders = vec![
         consumer_task(
-            &base,
+            &mut base,
             options,
             orders.clone(),
             name.commands_topic(),
@@ -275,7 +374,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             consumer::decode_command,
         )?,
         consumer_task(
-            &base,
+            &mut base,
             options,
             sagas.clone(),
             SAGA_REPLIES,
@@ -283,7 +382,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             replies::decode_reply,
         )?,
         consumer_task(
-            &base,
+            &mut base,
             options,
             sagas.clone(),
             SAGA_COMMANDS,
@@ -312,8 +411,11 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             stopped,
         )),
     });
+    let (liveness, readiness) = base.liveness(name, options);
+    feeders.push(liveness);
     tracing::info!(
         service = name.name(),
+        instance_id = %base.instance_id,
         resumed_sagas = in_flight.len(),
         "started"
     );
@@ -323,6 +425,8 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
         feeders,
         relay: base.relay,
         progress: base.progress,
+        readiness,
+        instance_id: base.instance_id,
         sagas: Some(in_flight),
         actors: vec![Box::new(orders), Box::new(sagas)],
     })

@@ -8,7 +8,6 @@
 
 mod support;
 
-use ordersaga::kafka::KafkaConfig;
 use ordersaga::node::{self, NodeOptions};
 use ordersaga_actors::aggregates::User;
 use ordersaga_actors::recovery::replay;
@@ -19,7 +18,7 @@ use ordersaga_events::{Cents, CommandEnvelope, EventId, Reply, UserId};
 use rdkafka::message::Message;
 use std::collections::HashSet;
 use std::time::Duration;
-use support::{producer, send, OwnTansu, Probe, TestBroker};
+use support::{producer, send, Outage, Probe};
 
 const REPLIES: &str = "outage.replies";
 const USERS: usize = 3;
@@ -27,56 +26,11 @@ const DEPOSITS: usize = 150;
 /// How long the broker stays away: the scenario itself, not a synchronisation.
 const OUTAGE: Duration = Duration::from_secs(4);
 
-enum Outage {
-    Embedded(TestBroker),
-    Real(OwnTansu),
-}
-
-impl Outage {
-    fn kafka(&self) -> KafkaConfig {
-        match self {
-            Outage::Embedded(broker) => broker.kafka(),
-            Outage::Real(tansu) => KafkaConfig::new(tansu.brokers()).with_namespace("outage"),
-        }
-    }
-
-    fn down(&mut self) {
-        match self {
-            Outage::Embedded(TestBroker::Embedded(broker)) => broker.down().unwrap(),
-            Outage::Real(tansu) => tansu.down(),
-            Outage::Embedded(TestBroker::External(_)) => unreachable!(),
-        }
-    }
-
-    fn up(&mut self) {
-        match self {
-            Outage::Embedded(TestBroker::Embedded(broker)) => broker.up().unwrap(),
-            Outage::Real(tansu) => tansu.up(),
-            Outage::Embedded(TestBroker::External(_)) => unreachable!(),
-        }
-    }
-
-    async fn create_topics(&self, kafka: &KafkaConfig, names: &[&str]) {
-        match self {
-            Outage::Embedded(broker) => broker.create_topics(kafka, names).await,
-            Outage::Real(_) => {
-                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-                ordersaga::kafka::topics::ensure_topics(kafka, &names)
-                    .await
-                    .unwrap()
-            }
-        }
-    }
-}
-
 #[actix_rt::test]
 async fn a_broker_outage_delays_but_loses_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut outage = match TestBroker::from_env() {
-        TestBroker::External(_) => Outage::Real(OwnTansu::start(dir.path())),
-        embedded => Outage::Embedded(embedded),
-    };
-    let kafka = outage.kafka();
+    let mut outage = Outage::from_env(dir.path());
+    let kafka = outage.kafka("outage");
     outage
         .create_topics(&kafka, &[USERS_COMMANDS, USERS_EVENTS, DEADLETTER, REPLIES])
         .await;

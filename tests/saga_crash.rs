@@ -34,8 +34,8 @@ fn serve_orders(kafka: &ordersaga::kafka::KafkaConfig, data: &std::path::Path) -
             "--no-create-topics",
             "--saga-step-timeout-ms",
             "2000",
-            "--saga-attempts",
-            "4",
+            "--saga-step-budget-ms",
+            "30000",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

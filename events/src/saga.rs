@@ -98,19 +98,78 @@ impl SagaStep {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SagaPolicy {
     /// How long a step may wait for its replies before it is retried, in
-    /// milliseconds. Each retry waits twice as long as the one before.
+    /// milliseconds. Each retry waits twice as long as the one before, up to
+    /// [`SagaPolicy::MAX_BACKOFF`] times this.
     pub step_timeout_ms: u64,
     /// Attempts per step (the first send included) before a forward step
     /// gives up and compensates, or a compensation parks the saga as stuck.
     pub max_attempts: u32,
 }
 
+impl SagaPolicy {
+    /// The longest wait of one attempt, as a multiple of the step timeout:
+    /// waits double from attempt to attempt until they reach it, then stay.
+    pub const MAX_BACKOFF: u64 = 4;
+
+    /// The default step timeout: long enough that a busy broker's slow
+    /// replies do not cause resends.
+    pub const DEFAULT_STEP_TIMEOUT_MS: u64 = 10_000;
+
+    /// The default step budget: a forward step rides out a downstream outage
+    /// of this long (a restart, a broker failover) before it compensates.
+    pub const DEFAULT_BUDGET_MS: u64 = 90_000;
+
+    /// The smallest policy with waits starting at `step_timeout_ms` whose
+    /// attempts together wait at least `budget_ms`.
+    pub fn with_budget(step_timeout_ms: u64, budget_ms: u64) -> Self {
+        let mut policy = Self {
+            step_timeout_ms: step_timeout_ms.max(1),
+            max_attempts: 1,
+        };
+        // The doubling attempts one by one, then as many of the longest
+        // wait as the rest of the budget needs.
+        while policy.budget_ms() < budget_ms
+            && u64::from(policy.max_attempts) <= Self::MAX_BACKOFF.ilog2().into()
+        {
+            policy.max_attempts += 1;
+        }
+        let missing = budget_ms.saturating_sub(policy.budget_ms());
+        let longest = policy.wait_ms(policy.max_attempts);
+        let more = missing.div_ceil(longest);
+        policy.max_attempts = policy
+            .max_attempts
+            .saturating_add(u32::try_from(more).unwrap_or(u32::MAX));
+        policy
+    }
+
+    /// How long attempt `attempt` (from 1) waits for its replies, in
+    /// milliseconds: `step_timeout × 2^(attempt − 1)`, at most
+    /// `step_timeout × MAX_BACKOFF`, saturating.
+    pub fn wait_ms(&self, attempt: u32) -> u64 {
+        let doublings = attempt.saturating_sub(1).min(Self::MAX_BACKOFF.ilog2());
+        self.step_timeout_ms.saturating_mul(1 << doublings)
+    }
+
+    /// How long a step waits, over all its attempts, before it gives up: the
+    /// longest downstream outage it rides out.
+    pub fn budget_ms(&self) -> u64 {
+        let doubling = Self::MAX_BACKOFF.ilog2();
+        let mut total: u64 = 0;
+        for attempt in 1..=self.max_attempts {
+            total = total.saturating_add(self.wait_ms(attempt));
+            if attempt > doubling {
+                // Every later wait is the same: add them at once.
+                let rest = u64::from(self.max_attempts - attempt);
+                return total.saturating_add(self.wait_ms(attempt).saturating_mul(rest));
+            }
+        }
+        total
+    }
+}
+
 impl Default for SagaPolicy {
     fn default() -> Self {
-        Self {
-            step_timeout_ms: 5_000,
-            max_attempts: 3,
-        }
+        Self::with_budget(Self::DEFAULT_STEP_TIMEOUT_MS, Self::DEFAULT_BUDGET_MS)
     }
 }
 
@@ -362,5 +421,58 @@ impl ReasonCode for SagaRejection {
             SagaRejection::NotStuck => "not_stuck",
             SagaRejection::EmptyOrder => "empty_order",
         }
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::SagaPolicy;
+
+    #[test]
+    fn waits_double_up_to_the_cap_and_then_stay() {
+        let p = SagaPolicy {
+            step_timeout_ms: 10,
+            max_attempts: 6,
+        };
+        let waits: Vec<u64> = (1..=6).map(|a| p.wait_ms(a)).collect();
+        assert_eq!(waits, [10, 20, 40, 40, 40, 40]);
+        assert_eq!(p.budget_ms(), 190);
+    }
+
+    #[test]
+    fn a_budget_buys_the_fewest_attempts_that_cover_it() {
+        for (timeout, budget, attempts) in [
+            (10_000, 90_000, 4),
+            (10_000, 70_000, 3),
+            (10_000, 70_001, 4),
+            (10_000, 1, 1),
+            (1_000, 60_000, 17),
+        ] {
+            let p = SagaPolicy::with_budget(timeout, budget);
+            assert_eq!(
+                p.max_attempts, attempts,
+                "{timeout} ms steps, {budget} ms budget"
+            );
+            assert!(p.budget_ms() >= budget);
+        }
+    }
+
+    #[test]
+    fn the_default_rides_out_a_minute_of_outage() {
+        assert!(SagaPolicy::default().budget_ms() >= 60_000);
+    }
+
+    #[test]
+    fn huge_budgets_saturate() {
+        let p = SagaPolicy::with_budget(1, u64::MAX);
+        assert_eq!(p.max_attempts, u32::MAX);
+        assert_eq!(
+            SagaPolicy {
+                step_timeout_ms: u64::MAX,
+                max_attempts: u32::MAX
+            }
+            .budget_ms(),
+            u64::MAX
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! against a single-command baseline measured in the same run (see
 //! [`crate::bench`]).
 
-use super::common::{cluster, KafkaArgs, ServiceArgs, TuningArgs};
+use super::common::{cluster, KafkaArgs, TuningArgs};
 use super::CliError;
 use crate::bench::{self, BenchConfig, BenchReport, PhaseStats};
 use crate::kafka::valid_topic_name;
@@ -109,10 +109,6 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             (dir.clone(), Some(TempData(dir)))
         }
     };
-    let service = ServiceArgs {
-        data,
-        tuning: args.tuning,
-    };
 
     let report = actix_rt::System::new().block_on(async {
         // The embedded broker lives exactly as long as this block.
@@ -125,7 +121,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             },
             &bench::topics(),
         )?;
-        let options = service.node_options(kafka);
+        let options = args.tuning.node_options(kafka, &data);
         let mut report = bench::run(&options, &config).await?;
         report.embedded_broker = embedded.is_some();
         drop(embedded);

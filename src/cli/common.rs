@@ -3,10 +3,12 @@
 use super::CliError;
 use crate::kafka::embedded::EmbeddedBroker;
 use crate::kafka::KafkaConfig;
-use crate::node::NodeOptions;
+use crate::node::{NodeOptions, RunningService};
 use clap::Args;
+use ordersaga_events::saga::SagaPolicy;
 use ordersaga_events::Format;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// How topics are laid out.
 #[derive(Debug, Args)]
@@ -68,13 +70,80 @@ pub struct ServiceArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub tuning: TuningArgs,
+    #[command(flatten)]
+    pub membership: MembershipArgs,
 }
 
 impl ServiceArgs {
     /// Node options for `kafka`.
     pub fn node_options(&self, kafka: KafkaConfig) -> NodeOptions {
-        self.tuning.node_options(kafka, &self.data)
+        let mut options = self.tuning.node_options(kafka, &self.data);
+        self.membership.apply(&mut options);
+        options
     }
+}
+
+/// How an instance belongs to its consumer groups.
+#[derive(Debug, Args)]
+pub struct MembershipArgs {
+    /// The static member id of this instance in its consumer groups. By
+    /// default it is derived from the service and its store, so a restart on
+    /// the same store takes its partitions back at once. Give each instance
+    /// of a service its own.
+    #[arg(long)]
+    pub instance_id: Option<String>,
+    /// How long the broker keeps the partitions of an instance it no longer
+    /// hears from, in milliseconds. A restart within it gets them back at
+    /// once; an instance that never returns holds them this long.
+    #[arg(long, default_value_t = 30_000)]
+    pub session_timeout_ms: u64,
+    /// How long a consumer may own no partition before the service warns that
+    /// it is deaf and reports itself not ready, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    pub deaf_after_ms: u64,
+}
+
+impl MembershipArgs {
+    fn apply(&self, options: &mut NodeOptions) {
+        options.instance_id = self.instance_id.clone();
+        options.consumer.session_timeout = Duration::from_millis(self.session_timeout_ms);
+        options.deaf_after = Duration::from_millis(self.deaf_after_ms);
+    }
+}
+
+/// Prints a line on standard output each time `service` becomes ready or
+/// stops being ready, until the process ends. Scripts and supervisors can
+/// wait for the `ready` line.
+pub fn announce_readiness(service: &RunningService, started: Instant) {
+    let name = service.name.name();
+    let mut readiness = service.readiness();
+    actix::spawn(async move {
+        let mut was_ready = false;
+        loop {
+            let now = readiness.borrow_and_update().clone();
+            if now.ready != was_ready {
+                was_ready = now.ready;
+                if now.ready {
+                    let owned: Vec<String> = now
+                        .consumers
+                        .iter()
+                        .map(|c| format!("{} {:?}", c.topic, c.partitions))
+                        .collect();
+                    println!(
+                        "ready {name} after {} ms: {}",
+                        started.elapsed().as_millis(),
+                        owned.join(", ")
+                    );
+                } else {
+                    let idle: Vec<&str> = now.idle().map(|c| c.topic.as_str()).collect();
+                    println!("not ready {name}: no partition of {}", idle.join(", "));
+                }
+            }
+            if readiness.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// Event encoding, snapshots and saga timing.
@@ -86,14 +155,17 @@ pub struct TuningArgs {
     /// Snapshot every N events per aggregate (0: never).
     #[arg(long, default_value_t = 100)]
     pub snapshot_every: u64,
-    /// How long a saga step waits for its replies before a retry, in
-    /// milliseconds (each retry waits twice as long).
-    #[arg(long, default_value_t = 5_000)]
+    /// How long a saga step waits for its replies before its first resend,
+    /// in milliseconds. Each resend waits twice as long, up to four times
+    /// this.
+    #[arg(long, default_value_t = SagaPolicy::DEFAULT_STEP_TIMEOUT_MS)]
     pub saga_step_timeout_ms: u64,
-    /// Attempts per saga step before it compensates (or, for a compensation,
-    /// parks the saga as stuck).
-    #[arg(long, default_value_t = 3)]
-    pub saga_attempts: u32,
+    /// How long a saga step keeps resending before it gives up, in
+    /// milliseconds: a forward step then compensates, a compensation parks
+    /// the saga as stuck. A downstream outage shorter than this delays an
+    /// order but does not cancel it.
+    #[arg(long, default_value_t = SagaPolicy::DEFAULT_BUDGET_MS)]
+    pub saga_step_budget_ms: u64,
 }
 
 impl TuningArgs {
@@ -102,10 +174,7 @@ impl TuningArgs {
         let mut options = NodeOptions::new(kafka, data);
         options.service.event_format = self.event_format;
         options.service.snapshot_every = self.snapshot_every;
-        options.saga = ordersaga_events::saga::SagaPolicy {
-            step_timeout_ms: self.saga_step_timeout_ms,
-            max_attempts: self.saga_attempts.max(1),
-        };
+        options.saga = SagaPolicy::with_budget(self.saga_step_timeout_ms, self.saga_step_budget_ms);
         options
     }
 }

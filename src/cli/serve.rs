@@ -2,11 +2,12 @@
 //! Run one process per service (or several per service: they share the work
 //! through their consumer group).
 
-use super::common::{shutdown_signal, KafkaArgs, ServiceArgs};
+use super::common::{announce_readiness, shutdown_signal, KafkaArgs, ServiceArgs};
 use super::CliError;
 use crate::node;
 use clap::{Args, ValueEnum};
 use ordersaga_events::topics::Service as ServiceName;
+use std::time::Instant;
 
 /// Which service to run.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -44,17 +45,30 @@ pub struct ServeArgs {
 }
 
 /// Runs one service until Ctrl-C or SIGTERM.
+///
+/// Prints `ready SERVICE after N ms: …` once every consumer owns partitions
+/// (and `not ready …` whenever that stops being so). A signal during start-up
+/// (while the broker does not answer, say) ends the process at once.
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     actix_rt::System::new().block_on(async move {
+        let started = Instant::now();
         let options = args.options.node_options(args.kafka.config(&args.brokers));
         let name: ServiceName = args.service.into();
-        let running = node::start(name, &options).await?;
+        let running = tokio::select! {
+            running = node::start(name, &options) => running?,
+            _ = shutdown_signal() => {
+                println!("stopped before {} started", name.name());
+                return Ok(());
+            }
+        };
         println!(
-            "ordersaga {} is running on Kafka at {} (store {})",
+            "ordersaga {} is running on Kafka at {} (store {}, instance {})",
             name.name(),
             args.brokers,
-            options.data_dir.join(name.name()).display()
+            options.data_dir.join(name.name()).display(),
+            running.instance_id()
         );
+        announce_readiness(&running, started);
         shutdown_signal().await;
         running.stop().await;
         println!("stopped");

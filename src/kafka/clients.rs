@@ -62,26 +62,56 @@ pub fn simple_producer(
         .create()
 }
 
-/// A consumer in `group`, whose offsets are stored by the caller.
+/// How a service's consumer belongs to its group.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    /// The physical group id.
+    pub group: String,
+    /// The static member id (`group.instance.id`), stable across restarts of
+    /// the same instance. `None` makes a dynamic member.
+    pub instance_id: Option<String>,
+    /// How long the broker waits for a member's heartbeat before it gives
+    /// that member's partitions to others.
+    pub session_timeout: Duration,
+}
+
+/// A consumer in a group, whose offsets are stored by the caller.
 ///
-/// Auto-commit stays on, but only offsets the caller explicitly stores after
-/// processing are committed: the journal is the source of truth for where to
-/// resume, and the committed group offsets make lag visible to Kafka tooling.
+/// Auto-commit is off: the journal is the source of truth for where to
+/// resume, and the caller commits group offsets asynchronously only to make
+/// lag visible to Kafka tooling. (An auto-commit on close would wait for an
+/// unreachable broker and hold up a stop.)
+///
+/// With an instance id the consumer is a static member (KIP-345): a
+/// restarted process that rejoins with the same id inside the session
+/// timeout gets its partitions back at once, with no rebalance and no dead
+/// member holding them. The price: a static member that never returns keeps
+/// its partitions until its session expires, and a static member does not
+/// leave the group when it closes.
 pub fn consumer<C: ConsumerContext + 'static>(
     config: &KafkaConfig,
     client_id: &str,
-    group: &str,
+    membership: &Membership,
     context: C,
 ) -> Result<StreamConsumer<C>, rdkafka::error::KafkaError> {
-    base(config, client_id)
-        .set("group.id", group)
-        .set("enable.auto.commit", "true")
+    let session_ms = membership.session_timeout.as_millis().max(1);
+    let mut c = base(config, client_id);
+    c.set("group.id", &membership.group)
+        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", FETCH_WAIT_MS)
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .create_with_context(context)
+        .set("session.timeout.ms", session_ms.to_string())
+        // A third of the session, as Kafka recommends, and at most 1 s so a
+        // rebalance is noticed quickly.
+        .set(
+            "heartbeat.interval.ms",
+            (session_ms / 3).clamp(1, 1000).to_string(),
+        );
+    if let Some(instance_id) = &membership.instance_id {
+        c.set("group.instance.id", instance_id);
+    }
+    c.create_with_context(context)
 }
 
 /// A consumer that reads topics by explicit assignment (no group offsets

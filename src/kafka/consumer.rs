@@ -17,12 +17,14 @@
 //! offset, and consumption continues.
 
 use super::deadletter::{self, Origin};
+use super::liveness::Ownership;
 use super::{topics, valid_topic_name, KafkaConfig};
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset};
 use ordersaga_actors::{Aggregate, Execute, Journal, Service, ServiceError};
 use ordersaga_events::codec::{decode, Format};
 use ordersaga_events::CommandEnvelope;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -40,8 +42,14 @@ pub struct ConsumerSettings {
     /// Attempts at a command that fails without a business answer (storage
     /// error, crashed entity) before it is dead-lettered. Default 5.
     pub attempts: u32,
-    /// How long a stop waits for commands in flight. Default 30 s.
+    /// How long a stop waits for commands in flight. Default 5 s: what is
+    /// not finished by then is consumed again on the next start.
     pub drain_timeout: Duration,
+    /// The group session timeout: how long the broker keeps a silent
+    /// member's partitions. With static membership a restarted instance takes
+    /// them back at once; an instance that never returns holds them this
+    /// long. Default 30 s.
+    pub session_timeout: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -49,27 +57,49 @@ impl Default for ConsumerSettings {
         Self {
             window: 64,
             attempts: 5,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(30),
         }
     }
 }
 
 /// The consumer's rdkafka context: on every assignment it seeks each
 /// partition to the offset stored in the journal (when that offset was issued
-/// by this cluster).
+/// by this cluster), and records what the consumer owns for readiness.
 pub struct JournalOffsets {
-    journal: Journal,
+    /// Taken away when the consumer closes, so that a close left waiting
+    /// for an unreachable broker does not keep the store open.
+    journal: std::sync::Mutex<Option<Journal>>,
     cluster_id: String,
     service: &'static str,
+    ownership: Ownership,
 }
 
 impl JournalOffsets {
-    /// A context reading offsets from `journal`, valid for `cluster_id`.
-    pub fn new(journal: Journal, cluster_id: String, service: &'static str) -> Self {
+    /// A context reading offsets from `journal`, valid for `cluster_id`, and
+    /// recording assignments in `ownership`.
+    pub fn new(
+        journal: Journal,
+        cluster_id: String,
+        service: &'static str,
+        ownership: Ownership,
+    ) -> Self {
         Self {
-            journal,
+            journal: std::sync::Mutex::new(Some(journal)),
             cluster_id,
             service,
+            ownership,
+        }
+    }
+
+    fn journal(&self) -> Option<Journal> {
+        self.journal.lock().ok().and_then(|j| j.clone())
+    }
+
+    /// Lets go of the store: the consumer is closing.
+    fn release(&self) {
+        if let Ok(mut journal) = self.journal.lock() {
+            journal.take();
         }
     }
 }
@@ -90,14 +120,19 @@ impl ConsumerContext for JournalOffsets {
                     .iter()
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
-                for (topic, partition) in partitions {
-                    match self.journal.offset(&topic, partition) {
+                let journal = self.journal();
+                for (topic, partition) in &partitions {
+                    let (topic, partition) = (topic.as_str(), *partition);
+                    let Some(journal) = &journal else { break };
+                    match journal.offset(topic, partition) {
                         Ok(Some(stored)) if stored.cluster_id == self.cluster_id => {
-                            let _ = tpl.set_partition_offset(
-                                &topic,
-                                partition,
-                                Offset::Offset(stored.next_offset),
-                            );
+                            let offset = Offset::Offset(stored.next_offset);
+                            if let Err(err) = tpl.set_partition_offset(topic, partition, offset) {
+                                // The partition then starts from the group's
+                                // committed position; commands seen again are
+                                // recognised by id.
+                                tracing::error!(service = self.service, topic, partition, next_offset = stored.next_offset, cause = %err, "cannot seek to the stored offset");
+                            }
                         }
                         Ok(Some(stored)) => tracing::info!(
                             service = self.service,
@@ -112,19 +147,25 @@ impl ConsumerContext for JournalOffsets {
                         }
                     }
                 }
-                tracing::info!(service = self.service, assignment = ?tpl, "partitions assigned");
-                if let Err(err) = consumer.assign(tpl) {
-                    tracing::error!(service = self.service, cause = %err, "assign failed");
+                let owned: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+                tracing::info!(service = self.service, group = %self.ownership.group, topic = %self.ownership.topic, partitions = ?owned, "partitions assigned");
+                match consumer.assign(tpl) {
+                    Ok(()) => self.ownership.assigned(owned),
+                    Err(err) => {
+                        tracing::error!(service = self.service, group = %self.ownership.group, cause = %err, "assign failed")
+                    }
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                tracing::info!(service = self.service, "partitions revoked");
+                tracing::info!(service = self.service, group = %self.ownership.group, topic = %self.ownership.topic, "partitions revoked");
+                self.ownership.revoked();
                 if let Err(err) = consumer.unassign() {
                     tracing::error!(service = self.service, cause = %err, "unassign failed");
                 }
             }
             other => {
-                tracing::error!(service = self.service, error = ?other, "rebalance error");
+                tracing::error!(service = self.service, group = %self.ownership.group, error = ?other, "rebalance error");
+                self.ownership.revoked();
                 let _ = consumer.unassign();
             }
         }
@@ -225,6 +266,8 @@ pub async fn run<A: Aggregate>(
     let mut in_flight = InFlight::default();
     let mut known_topics: HashSet<String> = HashSet::new();
     let window = ctx.settings.window.max(1);
+    let mut commit = tokio::time::interval(COMMIT_INTERVAL);
+    commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -233,6 +276,7 @@ pub async fn run<A: Aggregate>(
                     break;
                 }
             }
+            _ = commit.tick() => commit_group_offsets(&consumer, name),
             Some(done) = done_rx.recv() => {
                 finish(&ctx, &consumer, &mut in_flight, done).await;
             }
@@ -264,7 +308,40 @@ pub async fn run<A: Aggregate>(
             }
         }
     }
+    close(consumer, name).await;
     tracing::info!(service = name, "consumer stopped");
+}
+
+/// How long a stop waits for librdkafka to close a consumer.
+const CLOSE_BOUND: Duration = Duration::from_secs(3);
+
+/// Closes the consumer off the async thread, waiting at most
+/// [`CLOSE_BOUND`]: with the broker down, librdkafka's close waits for
+/// requests that cannot complete, and a stop must not wait with it.
+async fn close(consumer: StreamConsumer<JournalOffsets>, service: &'static str) {
+    consumer.context().release();
+    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    if tokio::time::timeout(CLOSE_BOUND, closing).await.is_err() {
+        tracing::warn!(
+            service,
+            bound_ms = CLOSE_BOUND.as_millis() as u64,
+            "the consumer did not close in time (is the broker down?); leaving it behind"
+        );
+    }
+}
+
+/// How often the group's committed offsets catch up with the journal's.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Commits the offsets stored so far to the group, without waiting. They only
+/// make lag visible to Kafka tooling; where to resume is the journal's.
+fn commit_group_offsets(consumer: &StreamConsumer<JournalOffsets>, service: &'static str) {
+    match consumer.commit_consumer_state(CommitMode::Async) {
+        Ok(()) => {}
+        // Nothing stored since the last commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(err) => tracing::debug!(service, cause = %err, "cannot commit group offsets"),
+    }
 }
 
 /// A record finished: advance the partition's mark and, once nothing is in

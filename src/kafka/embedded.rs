@@ -70,4 +70,12 @@ impl EmbeddedBroker {
     pub fn up(&self) -> Result<(), rdkafka::error::KafkaError> {
         self.cluster.broker_up(1)
     }
+
+    /// Makes the next produce requests fail, one error each, in order: for
+    /// fault tests (an `OUT_OF_ORDER_SEQUENCE_NUMBER` is what a broker that
+    /// lost its producer state answers).
+    pub fn fail_produce_requests(&self, errors: &[rdkafka::types::RDKafkaRespErr]) {
+        self.cluster
+            .request_errors(rdkafka::types::RDKafkaApiKey::Produce, errors);
+    }
 }

@@ -14,6 +14,7 @@ pub mod clients;
 pub mod consumer;
 pub mod deadletter;
 pub mod embedded;
+pub mod liveness;
 pub mod relay;
 pub mod topics;
 

@@ -18,7 +18,7 @@ use ordersaga_actors::journal::OutboxRecord;
 use ordersaga_actors::Journal;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -34,20 +34,35 @@ pub struct RelayProgress {
     pub published: u64,
     /// Records moved to the dead-letter topic.
     pub deadlettered: u64,
+    /// Producers replaced after a fatal error.
+    pub producers_rebuilt: u64,
 }
+
+/// Makes the relay's producer: at start, and again after a fatal error.
+pub type MakeProducer = Box<dyn Fn() -> Result<FutureProducer, KafkaError> + Send>;
 
 /// Publishes the outbox until `stop` becomes true and then, for at most
 /// `grace`, until the outbox is empty. What is left stays in the outbox for
-/// the next start.
+/// the next start. A stop is noticed even while deliveries wait for a broker
+/// that is down, so a stop never takes longer than `grace`.
+///
+/// When the producer hits a fatal error (the broker lost its idempotence
+/// state: an out-of-order sequence, an unknown producer id), it can publish
+/// nothing more. The relay then builds a new producer with `make_producer`
+/// and publishes again from the outbox, which still holds every record not
+/// acknowledged; consumers drop the duplicates by event id.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     journal: Journal,
     producer: FutureProducer,
+    make_producer: MakeProducer,
     kafka: KafkaConfig,
     service: &'static str,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     progress: watch::Sender<RelayProgress>,
 ) {
+    let mut producer = producer;
     let mut wake = journal.outbox_watch();
     let mut backoff = Duration::from_millis(50);
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -74,10 +89,24 @@ pub async fn run(
             }
             continue;
         }
-        let round = publish_round(&journal, &producer, &kafka, service, &pending, deadline).await;
+        let mut stopping = Stopping {
+            stop: &mut stop,
+            grace,
+            deadline: &mut deadline,
+        };
+        let round = publish_round(
+            &journal,
+            &producer,
+            &kafka,
+            service,
+            &pending,
+            &mut stopping,
+        )
+        .await;
         progress.send_modify(|p| {
             p.published += round.published;
             p.deadlettered += round.deadlettered;
+            p.producers_rebuilt += u64::from(round.fatal);
         });
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             let left = journal.outbox_len();
@@ -86,8 +115,16 @@ pub async fn run(
             }
             break;
         }
+        if round.fatal {
+            producer = rebuild(&make_producer, service, &mut stop)
+                .await
+                .unwrap_or(producer);
+        }
         if round.failed {
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => {}
+            }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         } else {
             backoff = Duration::from_millis(50);
@@ -98,10 +135,72 @@ pub async fn run(
     }
 }
 
+/// A new producer after a fatal error, retried until it can be made or the
+/// relay stops.
+async fn rebuild(
+    make_producer: &MakeProducer,
+    service: &'static str,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<FutureProducer> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match make_producer() {
+            Ok(producer) => {
+                tracing::info!(service, "a new producer publishes the outbox again");
+                return Some(producer);
+            }
+            Err(err) => {
+                tracing::error!(service, cause = %err, "cannot make a new producer; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return None,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The stop signal as a round sees it: once it is given, deliveries are
+/// awaited until `deadline` at most.
+struct Stopping<'a> {
+    stop: &'a mut watch::Receiver<bool>,
+    grace: Duration,
+    deadline: &'a mut Option<tokio::time::Instant>,
+}
+
+impl Stopping<'_> {
+    /// Awaits `delivery`, or `None` once the stop's grace is over.
+    async fn wait<T>(&mut self, delivery: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::pin!(delivery);
+        loop {
+            if self.deadline.is_none() && *self.stop.borrow() {
+                *self.deadline = Some(tokio::time::Instant::now() + self.grace);
+            }
+            match *self.deadline {
+                Some(d) => return tokio::time::timeout_at(d, &mut delivery).await.ok(),
+                None => {
+                    tokio::select! {
+                        outcome = &mut delivery => return Some(outcome),
+                        changed = self.stop.changed() => {
+                            if changed.is_err() && self.deadline.is_none() {
+                                // The stop switch is gone: treat as a stop.
+                                *self.deadline = Some(tokio::time::Instant::now() + self.grace);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct Round {
     published: u64,
     deadlettered: u64,
     failed: bool,
+    /// The producer is dead (a fatal error) and must be replaced.
+    fatal: bool,
 }
 
 fn to_record<'a>(topic: &'a str, record: &'a OutboxRecord) -> FutureRecord<'a, [u8], [u8]> {
@@ -139,7 +238,7 @@ async fn publish_round(
     kafka: &KafkaConfig,
     service: &'static str,
     pending: &[(u64, OutboxRecord)],
-    deadline: Option<tokio::time::Instant>,
+    stopping: &mut Stopping<'_>,
 ) -> Round {
     // Outbox records name logical topics; the namespace makes them physical.
     let topics: Vec<String> = pending.iter().map(|(_, r)| kafka.name(&r.topic)).collect();
@@ -147,6 +246,7 @@ async fn publish_round(
         published: 0,
         deadlettered: 0,
         failed: false,
+        fatal: false,
     };
     let mut in_flight: Vec<(u64, &OutboxRecord, DeliveryFuture)> =
         Vec::with_capacity(pending.len());
@@ -166,15 +266,9 @@ async fn publish_round(
     let mut done = Vec::with_capacity(in_flight.len());
     let mut ordered = true;
     for (position, record, delivery) in in_flight {
-        let outcome = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, delivery).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    round.failed = true;
-                    break;
-                }
-            },
-            None => delivery.await,
+        let Some(outcome) = stopping.wait(delivery).await else {
+            round.failed = true;
+            break;
         };
         match outcome {
             Ok(Ok(_)) => {
@@ -210,6 +304,11 @@ async fn publish_round(
     }
     if let Err(err) = journal.outbox_remove(&done) {
         tracing::error!(service, cause = %err, "cannot delete published records; they will be published again");
+    }
+    if let Some((code, reason)) = producer.client().fatal_error() {
+        tracing::error!(service, code = ?code, reason, "the producer hit a fatal error; making a new one and publishing again from the outbox");
+        round.fatal = true;
+        round.failed = true;
     }
     round
 }

@@ -265,3 +265,59 @@ impl Drop for OwnTansu {
         self.down();
     }
 }
+
+/// A broker a test can take down and bring back: the embedded one, or (when
+/// `ORDERSAGA_TEST_BROKERS` says a real broker is in use) the test's own
+/// Tansu with sqlite storage, killed and started again on the same file.
+pub enum Outage {
+    Embedded(TestBroker),
+    Real(OwnTansu),
+}
+
+impl Outage {
+    /// The broker kind `ORDERSAGA_TEST_BROKERS` asks for; a real one keeps
+    /// its storage in `dir`.
+    pub fn from_env(dir: &std::path::Path) -> Self {
+        match TestBroker::from_env() {
+            TestBroker::External(_) => Outage::Real(OwnTansu::start(dir)),
+            embedded => Outage::Embedded(embedded),
+        }
+    }
+
+    /// A config in a fresh namespace (`namespace` on the test's own broker).
+    pub fn kafka(&self, namespace: &str) -> KafkaConfig {
+        match self {
+            Outage::Embedded(broker) => broker.kafka(),
+            Outage::Real(tansu) => KafkaConfig::new(tansu.brokers()).with_namespace(namespace),
+        }
+    }
+
+    /// Takes the broker down.
+    pub fn down(&mut self) {
+        match self {
+            Outage::Embedded(TestBroker::Embedded(broker)) => broker.down().unwrap(),
+            Outage::Real(tansu) => tansu.down(),
+            Outage::Embedded(TestBroker::External(_)) => unreachable!(),
+        }
+    }
+
+    /// Brings it back.
+    pub fn up(&mut self) {
+        match self {
+            Outage::Embedded(TestBroker::Embedded(broker)) => broker.up().unwrap(),
+            Outage::Real(tansu) => tansu.up(),
+            Outage::Embedded(TestBroker::External(_)) => unreachable!(),
+        }
+    }
+
+    /// Creates the logical topics `names`.
+    pub async fn create_topics(&self, kafka: &KafkaConfig, names: &[&str]) {
+        match self {
+            Outage::Embedded(broker) => broker.create_topics(kafka, names).await,
+            Outage::Real(_) => {
+                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                topics::ensure_topics(kafka, &names).await.unwrap()
+            }
+        }
+    }
+}

@@ -339,14 +339,10 @@ impl Saga {
             .find(|step| saga_command_id(saga_id, step) == command_id)
     }
 
-    /// The deadline of attempt `attempt` started at `now`:
-    /// `now + step_timeout × 2^(attempt − 1)`, saturating.
+    /// The deadline of attempt `attempt` started at `now`: `now` plus the
+    /// policy's wait for that attempt, saturating.
     fn deadline_for(policy: SagaPolicy, now: DateTime<Utc>, attempt: u32) -> DateTime<Utc> {
-        let factor = 1u64
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u64::MAX);
-        let millis = policy.step_timeout_ms.saturating_mul(factor);
-        let millis = i64::try_from(millis).unwrap_or(i64::MAX);
+        let millis = i64::try_from(policy.wait_ms(attempt)).unwrap_or(i64::MAX);
         let delta = TimeDelta::try_milliseconds(millis).unwrap_or(TimeDelta::MAX);
         now.checked_add_signed(delta)
             .unwrap_or(DateTime::<Utc>::MAX_UTC)

@@ -41,6 +41,7 @@ use tokio::sync::{oneshot, watch};
 
 const META_LOG_NEXT: &[u8] = b"log_next";
 const META_OUTBOX_NEXT: &[u8] = b"outbox_next";
+const META_STORE_ID: &[u8] = b"store_id";
 
 /// How to open a journal. `Default` is a store in `./data/journal` with the
 /// defaults documented on each field.
@@ -142,6 +143,7 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     outbox_watch: watch::Receiver<u64>,
     path: PathBuf,
+    store_id: uuid::Uuid,
 }
 
 impl Drop for Inner {
@@ -185,6 +187,21 @@ fn open_db(config: &JournalConfig) -> Result<sled::Db, JournalError> {
             other => return Ok(other?),
         }
     }
+}
+
+/// The store's identity, created (and made durable) on first open.
+fn store_id(trees: &Trees) -> Result<uuid::Uuid, JournalError> {
+    if let Some(bytes) = trees.meta.get(META_STORE_ID)? {
+        return uuid::Uuid::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
+            what: "the store id (meta/store_id)".into(),
+            detail: e.to_string(),
+        });
+    }
+    let id = uuid::Uuid::new_v4();
+    // Two openers cannot race: sled's file lock admits one process.
+    trees.meta.insert(META_STORE_ID, id.as_bytes().as_slice())?;
+    trees.db.flush()?;
+    Ok(id)
 }
 
 /// sled reports a held file lock only through its message.
@@ -231,6 +248,7 @@ impl Journal {
             stats: Stats::default(),
             db,
         });
+        let store_id = store_id(&trees)?;
         let (tx, rx) = mpsc::channel();
         let (watch_tx, watch_rx) = watch::channel(trees.meta_u64(META_OUTBOX_NEXT).unwrap_or(1));
         let writer_trees = trees.clone();
@@ -246,6 +264,7 @@ impl Journal {
                 writer: Mutex::new(Some(handle)),
                 outbox_watch: watch_rx,
                 path: config.path,
+                store_id,
             }),
         })
     }
@@ -264,6 +283,14 @@ impl Journal {
     /// The store directory.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The store's identity: a random id written when the store was created
+    /// and kept for its whole life. A service derives its consumer groups'
+    /// static member id from it, so a process restarted on the same store is
+    /// recognised by the broker as the member that left.
+    pub fn store_id(&self) -> uuid::Uuid {
+        self.inner.store_id
     }
 
     fn trees(&self) -> &Trees {

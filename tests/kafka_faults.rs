@@ -1,0 +1,135 @@
+//! Faults between a service and its broker:
+//! - the producer hits a fatal error (the broker lost its idempotence
+//!   state), and the relay makes a new producer and publishes again from the
+//!   outbox;
+//! - a stop while the broker is down ends within its bound, and what was not
+//!   published stays in the outbox for the next start, which publishes it.
+
+mod support;
+
+use ordersaga::kafka::embedded::EmbeddedBroker;
+use ordersaga::node::{self, NodeOptions, RunningService};
+use ordersaga_actors::journal::{AppendBatch, OutboxRecord};
+use ordersaga_actors::Journal;
+use ordersaga_events::topics::{Service, DEADLETTER, USERS_COMMANDS, USERS_EVENTS};
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
+use std::collections::HashSet;
+use std::time::Duration;
+use support::{Outage, Probe, PATIENCE};
+
+/// A record for the outbox, told apart by its key.
+fn marker(n: usize) -> OutboxRecord {
+    OutboxRecord {
+        topic: USERS_EVENTS.to_string(),
+        key: format!("marker-{n}").into_bytes(),
+        payload: format!("{{\"marker\":{n}}}").into_bytes(),
+        headers: Vec::new(),
+    }
+}
+
+/// Puts `records` in the service's outbox, as a command's effects would be.
+async fn put_in_outbox(journal: &Journal, records: Vec<OutboxRecord>) {
+    journal
+        .append(AppendBatch {
+            outbox: records,
+            ..AppendBatch::default()
+        })
+        .await
+        .unwrap();
+}
+
+fn markers_seen(seen: &[rdkafka::message::OwnedMessage]) -> HashSet<Vec<u8>> {
+    seen.iter()
+        .filter_map(|m| m.key().map(<[u8]>::to_vec))
+        .filter(|k| k.starts_with(b"marker-"))
+        .collect()
+}
+
+/// Waits until every consumer of `service` owns partitions.
+async fn ready(service: &RunningService) {
+    let mut readiness = service.readiness();
+    tokio::time::timeout(PATIENCE, readiness.wait_for(|r| r.ready))
+        .await
+        .expect("the service never owned its partitions")
+        .unwrap();
+}
+
+#[actix_rt::test]
+async fn a_fatal_producer_error_is_survived_by_a_new_producer() {
+    // Fault injection needs the embedded broker, whatever the run's broker.
+    let broker = EmbeddedBroker::start().unwrap();
+    let kafka = broker.config().with_namespace(format!(
+        "f{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    let topics = [USERS_COMMANDS, USERS_EVENTS, DEADLETTER].map(String::from);
+    broker.create_topics(&kafka, &topics).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let running = node::start(Service::Users, &NodeOptions::new(kafka.clone(), dir.path()))
+        .await
+        .unwrap();
+    ready(&running).await;
+    let mut events = Probe::new(&kafka, USERS_EVENTS);
+    put_in_outbox(running.journal(), vec![marker(0)]).await;
+    events
+        .until("the first record", |seen| markers_seen(seen).len() == 1)
+        .await;
+
+    // The broker now answers the next produce request as one that lost the
+    // producer's state: librdkafka declares the idempotent producer dead.
+    broker.fail_produce_requests(&[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER]);
+    put_in_outbox(running.journal(), (1..=20).map(marker).collect()).await;
+    events
+        .until("every record, through a new producer", |seen| {
+            markers_seen(seen).len() == 21
+        })
+        .await;
+    assert!(
+        running.relay_progress().borrow().producers_rebuilt >= 1,
+        "the fatal error was met by a new producer"
+    );
+    assert_eq!(running.journal().outbox_len(), 0);
+    running.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_stop_while_the_broker_is_down_is_bounded_and_keeps_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outage = Outage::from_env(dir.path());
+    let kafka = outage.kafka("stopdown");
+    outage
+        .create_topics(&kafka, &[USERS_COMMANDS, USERS_EVENTS, DEADLETTER])
+        .await;
+    let data = dir.path().join("data");
+    let options = NodeOptions::new(kafka.clone(), &data);
+    let running = node::start(Service::Users, &options).await.unwrap();
+    ready(&running).await;
+
+    outage.down();
+    put_in_outbox(running.journal(), (0..10).map(marker).collect()).await;
+    // The bound: the consumers' drain, the publish grace and the close
+    // timeout, with room to spare; without the bound the stop waited for the
+    // broker forever.
+    let bound = options.consumer.drain_timeout + options.publish_grace + Duration::from_secs(15);
+    tokio::time::timeout(bound, running.stop())
+        .await
+        .expect("a stop with the broker down ends within its bound");
+    let journal = Journal::open_path(data.join("users")).unwrap();
+    assert_eq!(
+        journal.outbox_len(),
+        10,
+        "what was not published stays in the outbox"
+    );
+    drop(journal);
+
+    outage.up();
+    let running = node::start(Service::Users, &options).await.unwrap();
+    let mut events = Probe::new(&kafka, USERS_EVENTS);
+    events
+        .until("the kept records, after the next start", |seen| {
+            markers_seen(seen).len() == 10
+        })
+        .await;
+    running.stop().await;
+}
