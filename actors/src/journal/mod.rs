@@ -204,6 +204,46 @@ fn store_id(trees: &Trees) -> Result<uuid::Uuid, JournalError> {
     Ok(id)
 }
 
+/// The next position of `tree` (the global log or the outbox), as its
+/// counter in `meta` says, checked against the tree itself. A counter that is
+/// missing is derived from the tree's last key (and written back); one that is
+/// unreadable, or behind a position the tree already holds, fails the open:
+/// guessing would write new entries over old ones.
+fn cursor(trees: &Trees, key: &[u8], tree: &sled::Tree, name: &str) -> Result<u64, JournalError> {
+    let counter = String::from_utf8_lossy(key).into_owned();
+    let corrupt = |detail: String| JournalError::Corrupt {
+        what: format!("the {name} counter (meta/{counter})"),
+        detail,
+    };
+    let derived = match tree.last()? {
+        None => 1,
+        Some((last, _)) => read_u64(&last)
+            .and_then(|p| p.checked_add(1))
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "the {name} tree's last key is {} bytes, not a position",
+                    last.len()
+                ))
+            })?,
+    };
+    match trees.meta.get(key)? {
+        None if derived == 1 => Ok(1),
+        None => {
+            trees.meta.insert(key, &derived.to_be_bytes())?;
+            trees.db.flush()?;
+            Ok(derived)
+        }
+        Some(bytes) => match read_u64(&bytes) {
+            None => Err(corrupt(format!("{} bytes, expected 8", bytes.len()))),
+            Some(next) if next < derived => Err(corrupt(format!(
+                "it says {next} but the {name} already holds position {}",
+                derived - 1
+            ))),
+            Some(next) => Ok(next),
+        },
+    }
+}
+
 /// sled reports a held file lock only through its message.
 fn lock_held(err: &std::io::Error) -> bool {
     err.to_string().contains("could not acquire lock")
@@ -249,13 +289,17 @@ impl Journal {
             db,
         });
         let store_id = store_id(&trees)?;
+        let cursor = writer::Cursor {
+            log_next: cursor(&trees, META_LOG_NEXT, &trees.log, "log")?,
+            outbox_next: cursor(&trees, META_OUTBOX_NEXT, &trees.outbox, "outbox")?,
+        };
         let (tx, rx) = mpsc::channel();
-        let (watch_tx, watch_rx) = watch::channel(trees.meta_u64(META_OUTBOX_NEXT).unwrap_or(1));
+        let (watch_tx, watch_rx) = watch::channel(cursor.outbox_next);
         let writer_trees = trees.clone();
         let max_group = config.max_group.max(1);
         let handle = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer::run(writer_trees, rx, max_group, watch_tx))
+            .spawn(move || writer::run(writer_trees, rx, max_group, cursor, watch_tx))
             .map_err(|e| JournalError::Storage(sled::Error::Io(e)))?;
         Ok(Self {
             inner: Arc::new(Inner {

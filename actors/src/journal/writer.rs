@@ -47,22 +47,20 @@ pub(crate) struct Request {
 type Outcome = Result<AppendReceipt, JournalError>;
 
 /// Counters the writer keeps in memory; the store holds the same values.
+/// The next global log and outbox positions, checked when the store opens.
 #[derive(Clone, Copy)]
-struct Cursor {
-    log_next: u64,
-    outbox_next: u64,
+pub(crate) struct Cursor {
+    pub log_next: u64,
+    pub outbox_next: u64,
 }
 
 pub(crate) fn run(
     trees: Arc<Trees>,
     requests: Receiver<Request>,
     max_group: usize,
+    mut cursor: Cursor,
     outbox_watch: watch::Sender<u64>,
 ) {
-    let mut cursor = Cursor {
-        log_next: trees.meta_u64(META_LOG_NEXT).unwrap_or(1),
-        outbox_next: trees.meta_u64(META_OUTBOX_NEXT).unwrap_or(1),
-    };
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < max_group {
