@@ -4,8 +4,12 @@
 # 1. Every test in the workspace; the Kafka tests run on the embedded broker.
 # 2. The Kafka and saga tests again against a real Kafka-protocol broker: Tansu, built
 #    from crates.io on first use (about 10 minutes) and started on loopback.
+# 3. The chaos run (tests/chaos.rs) on both brokers: three `ordersaga serve`
+#    processes, killed again and again under load, the broker killed once (the
+#    test's own Tansu with sqlite storage, or the embedded broker taken down);
+#    every order placed, every saga ended, the invariants held.
 #
-# Set ORDERSAGA_SKIP_REAL_BROKER=1 to run step 1 only.
+# Set ORDERSAGA_SKIP_REAL_BROKER=1 to run step 1 only, ORDERSAGA_SKIP_CHAOS=1 to skip step 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,3 +32,13 @@ for f in tests/kafka_*.rs tests/saga_*.rs; do
 done
 echo "== Kafka and saga tests against Tansu on 127.0.0.1:$ORDERSAGA_BROKER_PORT"
 ORDERSAGA_TEST_BROKERS="127.0.0.1:$ORDERSAGA_BROKER_PORT" cargo test -p ordersaga "${kafka_tests[@]}"
+
+if [ "${ORDERSAGA_SKIP_CHAOS:-}" = "1" ]; then
+  echo "== skipping the chaos run (ORDERSAGA_SKIP_CHAOS=1)"
+  exit 0
+fi
+scripts/kafka-broker.sh stop
+echo "== the chaos run on the embedded broker"
+ORDERSAGA_CHAOS_BROKER=embedded cargo test -p ordersaga --test chaos -- --nocapture
+echo "== the chaos run on Tansu (its own, with sqlite storage)"
+ORDERSAGA_CHAOS_BROKER=tansu cargo test -p ordersaga --test chaos -- --nocapture

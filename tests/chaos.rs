@@ -10,9 +10,11 @@
 //! conserved. The run prints its numbers: orders, faults, settle time, and
 //! how long each restarted service took to own its partitions again.
 //!
-//! It needs the real broker (`ORDERSAGA_TANSU`, or Tansu in `~/.cargo/bin`),
-//! so it is not part of `cargo test --workspace`; `scripts/test.sh` runs it
-//! with `cargo test --test chaos -- --nocapture`. `ORDERSAGA_CHAOS_ROUND`
+//! It runs on the test's own Tansu (`ORDERSAGA_TANSU`, or Tansu in
+//! `~/.cargo/bin`) or, with `ORDERSAGA_CHAOS_BROKER=embedded`, on the
+//! embedded broker. It takes minutes, so it is not part of `cargo test
+//! --workspace`; `scripts/test.sh` runs it on both brokers with `cargo test
+//! --test chaos -- --nocapture`. `ORDERSAGA_CHAOS_ROUND`
 //! picks the scenario: `ci` (default), or `A`, `B`, `C` (longer; see
 //! docs/RELIABILITY.md).
 //!
@@ -21,6 +23,8 @@
 //! print (`ready`) or publish (replies, saga events), with a bound only to
 //! fail instead of hanging.
 
+#[path = "chaos/broker.rs"]
+mod broker;
 #[path = "chaos/client.rs"]
 mod client;
 #[path = "chaos/processes.rs"]
@@ -29,9 +33,9 @@ mod processes;
 mod scenario;
 mod support;
 
+use broker::ChaosBroker;
 use client::{Client, Ending, REPLIES};
-use ordersaga::kafka::topics::{all_topics, ensure_topics};
-use ordersaga::kafka::KafkaConfig;
+use ordersaga::kafka::topics::all_topics;
 use ordersaga_actors::Journal;
 use ordersaga_events::saga::saga_of;
 use ordersaga_events::topics::Service;
@@ -39,7 +43,6 @@ use ordersaga_events::{ProductId, StreamId, StreamKind, UserId};
 use processes::Services;
 use scenario::{Action, Rng, Scenario};
 use std::time::{Duration, Instant};
-use support::OwnTansu;
 use tokio::sync::watch;
 
 /// How long a started or restarted service may take to print `ready`.
@@ -61,17 +64,21 @@ async fn services_killed_again_and_again_under_load_lose_nothing_and_recover() {
     let scenario = Scenario::from_env();
     println!("chaos scenario {}: {}", scenario.name, scenario.describe());
     let dir = tempfile::tempdir().unwrap();
-    let broker = OwnTansu::start(dir.path());
-    let kafka = KafkaConfig::new(broker.brokers()).with_namespace("chaos");
+    let mut broker = ChaosBroker::from_env(dir.path());
+    println!("  broker: {}", broker.describe());
+    let kafka = broker.kafka();
     let mut topics = all_topics();
     topics.push(REPLIES.to_string());
-    ensure_topics(&kafka, &topics).await.unwrap();
+    broker.create_topics(&kafka, &topics).await;
 
     let mut services = Services::new(
         kafka.clone(),
         &dir.path().join("data"),
         &dir.path().join("logs"),
+        broker.service_args(),
     );
+    // On failure, the services' logs are shown before the directory goes.
+    let _logs = LogsOnFailure(dir.path().join("logs"));
     let started = Instant::now();
     for service in Service::ALL {
         services.spawn(service);
@@ -116,35 +123,27 @@ async fn services_killed_again_and_again_under_load_lose_nothing_and_recover() {
         "the shop's users and products were not all answered"
     );
 
-    // The faults run beside the load, each when enough orders have gone out.
+    // The load runs beside the faults, and each fault waits until enough
+    // orders have gone out. (The faults stay on this thread: the embedded
+    // broker must not leave the thread that made it.)
     let (progress_tx, progress) = watch::channel(0usize);
     let replies_seen = client.reply_clock();
-    let faults = tokio::spawn(run_faults(
+    let load = tokio::spawn(drive_load(
+        client,
         scenario.clone(),
-        services,
-        broker,
+        users,
+        products,
+        progress_tx,
+    ));
+    let records = run_faults(
+        &scenario,
+        &mut services,
+        &mut broker,
         progress,
         replies_seen,
-    ));
-
-    let load_started = Instant::now();
-    let mut rng = Rng::new(scenario.seed);
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / scenario.rate_per_s));
-    for sent in 0..scenario.orders {
-        tick.tick().await;
-        let user = users[rng.below(users.len())];
-        let mut lines = vec![(products[rng.below(products.len())], 1 + rng.below(3) as u64)];
-        if rng.below(3) == 0 {
-            let other = products[rng.below(products.len())];
-            if other != lines[0].0 {
-                lines.push((other, 1));
-            }
-        }
-        client.order(user, &lines).await;
-        progress_tx.send_replace(sent + 1);
-    }
-    let load_took = load_started.elapsed();
-    let (mut services, broker, records) = faults.await.expect("the fault schedule failed");
+    )
+    .await;
+    let (client, load_took) = load.await.expect("the load failed");
 
     // Settle: every command answered, every saga ended.
     let settle_started = Instant::now();
@@ -263,15 +262,43 @@ async fn services_killed_again_and_again_under_load_lose_nothing_and_recover() {
     assert_eq!(report.orders, scenario.orders);
 }
 
-/// Runs the scenario's faults in order, each once `progress` (orders sent)
-/// reaches its mark. Returns the processes and what each fault did.
-async fn run_faults(
+/// Places the scenario's orders at its rate, counting them in `progress`.
+/// Returns the client and how long the load took.
+async fn drive_load(
+    mut client: Client,
     scenario: Scenario,
-    mut services: Services,
-    mut broker: OwnTansu,
+    users: Vec<UserId>,
+    products: Vec<ProductId>,
+    progress: watch::Sender<usize>,
+) -> (Client, Duration) {
+    let started = Instant::now();
+    let mut rng = Rng::new(scenario.seed);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / scenario.rate_per_s));
+    for sent in 0..scenario.orders {
+        tick.tick().await;
+        let user = users[rng.below(users.len())];
+        let mut lines = vec![(products[rng.below(products.len())], 1 + rng.below(3) as u64)];
+        if rng.below(3) == 0 {
+            let other = products[rng.below(products.len())];
+            if other != lines[0].0 {
+                lines.push((other, 1));
+            }
+        }
+        client.order(user, &lines).await;
+        progress.send_replace(sent + 1);
+    }
+    (client, started.elapsed())
+}
+
+/// Runs the scenario's faults in order, each once `progress` (orders sent)
+/// reaches its mark. Returns what each fault did.
+async fn run_faults(
+    scenario: &Scenario,
+    services: &mut Services,
+    broker: &mut ChaosBroker,
     mut progress: watch::Receiver<usize>,
     mut last_reply: watch::Receiver<Option<Instant>>,
-) -> (Services, OwnTansu, Vec<FaultRecord>) {
+) -> Vec<FaultRecord> {
     let mut records = Vec::new();
     for fault in &scenario.faults {
         progress
@@ -339,5 +366,27 @@ async fn run_faults(
             }
         }
     }
-    (services, broker, records)
+    records
+}
+
+/// Prints the tail of every service log if the test fails.
+struct LogsOnFailure(std::path::PathBuf);
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("---- last lines of {}", entry.path().display());
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! `ordersaga run`: all three services in this process, on the embedded
 //! broker (nothing to install) or on a real cluster with `--brokers`.
 
-use super::common::{cluster, shutdown_signal, KafkaArgs, ServiceArgs};
+use super::common::{announce_readiness, cluster, shutdown_signal, KafkaArgs, ServiceArgs};
 use super::CliError;
 use crate::kafka::topics::all_topics;
 use crate::node::{self, RunningService};
@@ -28,6 +28,7 @@ pub struct RunArgs {
 /// Runs the three services until Ctrl-C or SIGTERM.
 pub fn run(args: RunArgs) -> Result<(), CliError> {
     actix_rt::System::new().block_on(async move {
+        let started = std::time::Instant::now();
         // The embedded broker lives exactly as long as this block.
         let (kafka, embedded) = cluster(
             args.brokers.as_deref(),
@@ -63,6 +64,9 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
                 .unwrap_or_default()
         );
         println!("  any Kafka client can connect with bootstrap.servers={brokers}");
+        for service in &running {
+            announce_readiness(service, started);
+        }
         let demo = if args.demo {
             crate::demo::run(&options.kafka, &running).await
         } else {

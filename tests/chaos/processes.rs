@@ -24,18 +24,20 @@ pub struct Services {
     kafka: KafkaConfig,
     data: PathBuf,
     logs: PathBuf,
+    extra_args: Vec<String>,
     procs: HashMap<&'static str, Proc>,
 }
 
 impl Services {
     /// Services on `kafka`, with stores under `data` and their logs (stderr)
-    /// appended to `logs/SERVICE.log`.
-    pub fn new(kafka: KafkaConfig, data: &Path, logs: &Path) -> Self {
+    /// appended to `logs/SERVICE.log`, each started with `extra_args` too.
+    pub fn new(kafka: KafkaConfig, data: &Path, logs: &Path, extra_args: Vec<String>) -> Self {
         std::fs::create_dir_all(logs).unwrap();
         Self {
             kafka,
             data: data.to_path_buf(),
             logs: logs.to_path_buf(),
+            extra_args,
             procs: HashMap::new(),
         }
     }
@@ -49,9 +51,12 @@ impl Services {
             .append(true)
             .open(self.logs.join(format!("{name}.log")))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ordersaga"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ordersaga"));
+        command
             .args(["serve", name, "--brokers", &self.kafka.brokers, "--data"])
-            .arg(&self.data)
+            .arg(&self.data);
+        command.args(&self.extra_args);
+        let mut child = command
             .args(["--namespace", self.kafka.namespace.as_deref().unwrap()])
             .args(["--partitions", &self.kafka.partitions.to_string()])
             .env("RUST_LOG", "info")
