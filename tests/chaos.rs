@@ -16,7 +16,8 @@
 //! --workspace`; `scripts/test.sh` runs it on both brokers with `cargo test
 //! --test chaos -- --nocapture`. `ORDERSAGA_CHAOS_ROUND`
 //! picks the scenario: `ci` (default), or `A`, `B`, `C` (longer; see
-//! docs/RELIABILITY.md).
+//! docs/RELIABILITY.md); `ORDERSAGA_CHAOS_BIN` runs another `ordersaga`
+//! binary (a release build, say) as the services.
 //!
 //! Time here is the scenario itself (how long a service stays dead, the
 //! order rate); every wait for an effect synchronises on what the services

@@ -23,7 +23,13 @@ fn base(config: &KafkaConfig, client_id: &str) -> ClientConfig {
     c.set("bootstrap.servers", &config.brokers)
         .set("client.id", client_id)
         // Prefer IPv4 loopback resolution quirks away: fail over fast.
-        .set("socket.connection.setup.timeout.ms", "10000");
+        .set("socket.connection.setup.timeout.ms", "10000")
+        // A request without an answer for this long is retried on a new
+        // connection. librdkafka's 60 s default let requests that were in
+        // flight when a broker went away stall their client for a minute
+        // after it came back. Fetches here wait at most 10 ms on the broker,
+        // and produce retries are safe (idempotent producer).
+        .set("socket.timeout.ms", "10000");
     c
 }
 

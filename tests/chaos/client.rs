@@ -173,15 +173,20 @@ impl Client {
             key: header::CONTENT_TYPE,
             value: Some(Format::Bincode.content_type()),
         });
-        let record = FutureRecord::to(&physical)
-            .key(&key)
-            .payload(&payload)
-            .headers(headers);
-        // The producer retries through a broker restart for up to 30 s.
-        if let Err((err, _)) = self.producer.send(record, Duration::from_secs(60)).await {
-            panic!("the chaos client could not send a command: {err}");
+        // A client resends what the broker did not acknowledge (through a
+        // broker restart, say): the same command id makes that safe.
+        let mut last = None;
+        for _ in 0..5 {
+            let record = FutureRecord::to(&physical)
+                .key(&key)
+                .payload(&payload)
+                .headers(headers.clone());
+            match self.producer.send(record, Duration::from_secs(60)).await {
+                Ok(_) => return command_id,
+                Err((err, _)) => last = Some(err),
+            }
         }
-        command_id
+        panic!("the chaos client could not send a command: {last:?}");
     }
 
     /// Registers a user and deposits `funds`.

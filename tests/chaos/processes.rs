@@ -11,6 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// The `ordersaga` binary the run starts: `ORDERSAGA_CHAOS_BIN` (a release
+/// build, say), or the one cargo built for this test.
+fn binary() -> PathBuf {
+    std::env::var_os("ORDERSAGA_CHAOS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ordersaga")))
+}
+
 /// One running `serve` process.
 struct Proc {
     child: Child,
@@ -51,7 +59,7 @@ impl Services {
             .append(true)
             .open(self.logs.join(format!("{name}.log")))
             .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ordersaga"));
+        let mut command = Command::new(binary());
         command
             .args(["serve", name, "--brokers", &self.kafka.brokers, "--data"])
             .arg(&self.data);
