@@ -116,7 +116,16 @@ impl BenchConfig {
         if self.stall_timeout.is_zero() {
             return Err("the stall timeout must be more than zero".into());
         }
-        Plan::new(self).map(|_| ())
+        let plan = Plan::new(self)?;
+        if plan.rich.is_empty() {
+            // The baseline deposits to users who can pay, so that its
+            // deposits cannot turn a failing order into a paid one.
+            return Err(
+                "--fail-funds leaves no user who can pay, and the baseline needs one: lower it or add --users"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -1022,5 +1031,9 @@ mod tests {
             "only scarce products needed"
         );
         assert!(config(10, 2, 2, 50, 50).validate().is_ok());
+        assert!(
+            config(10, 5, 5, 0, 100).validate().is_err(),
+            "every user poor leaves the baseline nobody to deposit to"
+        );
     }
 }

@@ -43,6 +43,9 @@ pub struct Seen {
     pub endings: HashMap<String, Ending>,
     /// Sagas seen parked as stuck.
     pub stuck: HashSet<String>,
+    /// Saga steps resent because their replies were late (duplicates of a
+    /// record included).
+    pub resends: usize,
 }
 
 /// A producer plus followers of the replies and the saga events.
@@ -135,6 +138,7 @@ impl Client {
                     SagaEvent::Stuck { .. } => {
                         seen.stuck.insert(stream);
                     }
+                    SagaEvent::StepRetried { .. } => seen.resends += 1,
                     _ => continue,
                 }
                 drop(seen);
