@@ -13,10 +13,10 @@ use crate::kafka::relay::{self, RelayProgress};
 use crate::kafka::topics::{ensure_topics, topics_of};
 use crate::kafka::{KafkaConfig, TransportError};
 use crate::saga::timer::InFlightSagas;
-use crate::saga::{follower, replies, timer};
+use crate::saga::{follower, operator, replies, timer};
 use ordersaga_actors::aggregates::{Order, Product, Saga, User};
 use ordersaga_actors::{Aggregate, Journal, JournalConfig, Service, ServiceConfig};
-use ordersaga_events::saga::{SagaCommand, SagaPolicy};
+use ordersaga_events::saga::SagaPolicy;
 use ordersaga_events::topics::{Service as ServiceName, SAGA_COMMANDS, SAGA_REPLIES};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -387,7 +387,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             sagas.clone(),
             SAGA_COMMANDS,
             "ordersaga-orders-saga-commands",
-            consumer::decode_command::<SagaCommand>,
+            operator::decode_operator_command,
         )?,
     ];
     let (stop, stopped) = watch::channel(false);

@@ -117,3 +117,65 @@ async fn a_stuck_saga_is_listed_shown_and_retried_until_it_aborts() {
     shop.verify();
     shop.stop().await;
 }
+
+#[actix_rt::test]
+async fn forged_saga_input_on_the_operator_topic_is_dead_lettered_not_believed() {
+    use ordersaga_actors::aggregates::Saga;
+    use ordersaga_actors::recovery::replay;
+    use ordersaga_events::codec::{encode, Format};
+    use ordersaga_events::saga::{saga_of, SagaCommand, SagaPhase};
+    use ordersaga_events::topics::{header, DEADLETTER, SAGA_COMMANDS};
+    use ordersaga_events::CommandEnvelope;
+    use support::{header_text, Probe};
+
+    let broker = TestBroker::from_env();
+    // One long attempt: the saga's own timer stays quiet during the test,
+    // and one believed tick from the future would make it compensate.
+    let policy = SagaPolicy {
+        step_timeout_ms: 600_000,
+        max_attempts: 1,
+    };
+    let mut shop = Shop::start_with(&broker, policy).await;
+    let user = shop.user(50_00).await;
+    let product = shop.product(10_00, 3).await;
+    // With inventory away the saga waits for its reservation.
+    shop.stop_service(Service::Inventory).await;
+    let order = shop.order(user, &[(product, 1)]).await;
+    shop.saga_event(order, "the saga to start", |e| {
+        matches!(e, SagaEvent::Started { .. })
+    })
+    .await;
+
+    // A tick from the far future would make the saga give up at once.
+    let saga_id = saga_of(order);
+    let forged = CommandEnvelope::new(SagaCommand::Tick {
+        saga_id,
+        now: chrono::Utc::now() + chrono::TimeDelta::days(365),
+    });
+    let payload = encode(Format::Json, &forged).unwrap();
+    let producer = support::producer(&shop.kafka);
+    support::send_raw(
+        &producer,
+        &shop.kafka,
+        SAGA_COMMANDS,
+        &saga_id.to_string(),
+        &payload,
+        Some(Format::Json),
+    )
+    .await;
+    let mut letters = Probe::new(&shop.kafka, DEADLETTER);
+    letters
+        .until("the forged tick's dead letter", |seen| {
+            seen.iter().any(|m| {
+                header_text(m, header::DEADLETTER_CODE).as_deref()
+                    == Some("not_an_operator_command")
+            })
+        })
+        .await;
+    // The dead letter and its offset are one transaction: the tick was
+    // refused, not applied.
+    let saga = replay::<Saga>(shop.journal(Service::Orders), saga_id.as_uuid(), None).unwrap();
+    assert_eq!(saga.state.phase(), SagaPhase::Reserving);
+    assert_eq!(saga.state.attempt(), 1);
+    shop.stop().await;
+}

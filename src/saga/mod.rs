@@ -7,9 +7,12 @@
 //! - [`follower`]: tails the orders store and starts a saga for every placed
 //!   order (and tells it about cancellations);
 //! - [`replies`]: turns replies on `orders.saga.replies` into saga input;
+//! - [`operator`]: admits only operator commands (`Retry`) from
+//!   `orders.saga.commands`;
 //! - [`timer`]: ticks every unfinished saga whose deadline passed, and on
 //!   start resumes every unfinished saga found in the store.
 
 pub mod follower;
+pub mod operator;
 pub mod replies;
 pub mod timer;
