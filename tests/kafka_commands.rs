@@ -274,3 +274,63 @@ async fn garbage_is_dead_lettered_and_the_next_record_is_still_processed() {
     );
     running.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_reply_to_that_is_not_a_reply_topic_is_refused_and_a_namespaced_one_accepted() {
+    let broker = TestBroker::from_env();
+    let (kafka, running, _dir) = setup(&broker, Format::Json).await;
+    let producer = producer(&kafka);
+
+    // Replies may not go to a command topic (or any other non-reply topic).
+    let hijacker = UserId::new();
+    let mut hijack = register(hijacker);
+    hijack.reply_to = Some(USERS_COMMANDS.to_string());
+    send(
+        &producer,
+        &kafka,
+        USERS_COMMANDS,
+        &hijacker.to_string(),
+        &hijack,
+        Format::Json,
+    )
+    .await;
+    // A client that names its reply topic with the namespace gets its
+    // replies there, not on a doubly prefixed topic.
+    let user_id = UserId::new();
+    let mut namespaced = register(user_id);
+    namespaced.reply_to = Some(kafka.name(REPLIES));
+    send(
+        &producer,
+        &kafka,
+        USERS_COMMANDS,
+        &user_id.to_string(),
+        &namespaced,
+        Format::Json,
+    )
+    .await;
+
+    let mut letters = Probe::new(&kafka, DEADLETTER);
+    letters.at_least(1).await;
+    assert_eq!(
+        header_text(&letters.seen[0], header::DEADLETTER_CODE).as_deref(),
+        Some("invalid_reply_to")
+    );
+    let mut replies = Probe::new(&kafka, REPLIES);
+    replies
+        .until("the namespaced command's reply", |seen| {
+            seen.iter()
+                .filter_map(|m| decode::<Reply>(m.payload()?).ok())
+                .any(|r| r.command_id == namespaced.command_id)
+        })
+        .await;
+    // The refused command was not applied: the dead letter and its offset
+    // are one transaction, and no event names its user.
+    let log: Vec<_> = running
+        .journal()
+        .read_log(1)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(log.iter().all(|e| e.stream.id != hijacker.as_uuid()));
+    assert!(log.iter().any(|e| e.stream.id == user_id.as_uuid()));
+    running.stop().await;
+}

@@ -8,8 +8,12 @@
 //! resumes exactly after the last durable command; a command seen again is
 //! recognised by its id and answered with its first reply.
 //!
-//! Records run concurrently across aggregates (in order per aggregate: the
-//! router and each entity's mailbox are FIFO). Because they finish out of
+//! Records run concurrently across aggregates, and one at a time per
+//! aggregate in arrival order ([`super::key_order`]), so a later command
+//! never overtakes an earlier one, not even while that one waits to be
+//! retried. A `reply_to` must name a reply topic of the documented form
+//! ([`super::reply_topics`]); a record naming anything else is dead-lettered
+//! unapplied. Because they finish out of
 //! order, the offset stored with a command is the partition's low-water mark:
 //! the oldest offset still in flight, so nothing unfinished is ever skipped.
 //! A record that cannot be decoded, or whose command keeps failing, goes to
@@ -17,8 +21,10 @@
 //! offset, and consumption continues.
 
 use super::deadletter::{self, Origin};
+use super::key_order::KeyOrder;
 use super::liveness::Ownership;
-use super::{topics, valid_topic_name, KafkaConfig};
+use super::reply_topics::{logical_reply_topic, ReplyTopics, INVALID_REPLY_TO};
+use super::KafkaConfig;
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset};
 use ordersaga_actors::{Aggregate, Execute, Journal, Service, ServiceError};
 use ordersaga_events::codec::{decode, Format};
@@ -29,7 +35,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -213,6 +219,29 @@ impl InFlight {
 struct Done {
     partition: Partition,
     offset: i64,
+    /// The aggregate of a command that ran (none for a dead letter).
+    key: Option<uuid::Uuid>,
+}
+
+/// A decoded command waiting for its aggregate's earlier commands.
+struct Work<A: Aggregate> {
+    exec: Execute<A>,
+    message: OwnedMessage,
+    partition: Partition,
+    offset: i64,
+}
+
+/// Runs `work` for aggregate `key` in the background; reports when done.
+fn start<A: Aggregate>(ctx: &Context<A>, key: uuid::Uuid, work: Work<A>) {
+    let ctx = ctx.clone();
+    actix::spawn(async move {
+        execute(&ctx, work.exec, &work.message).await;
+        let _ = ctx.done.send(Done {
+            partition: work.partition,
+            offset: work.offset,
+            key: Some(key),
+        });
+    });
 }
 
 /// Everything a command task needs.
@@ -223,6 +252,7 @@ struct Context<A: Aggregate> {
     cluster_id: String,
     name: &'static str,
     settings: ConsumerSettings,
+    reply_topics: ReplyTopics,
     done: mpsc::UnboundedSender<Done>,
 }
 
@@ -235,6 +265,7 @@ impl<A: Aggregate> Clone for Context<A> {
             cluster_id: self.cluster_id.clone(),
             name: self.name,
             settings: self.settings.clone(),
+            reply_topics: self.reply_topics.clone(),
             done: self.done.clone(),
         }
     }
@@ -257,6 +288,7 @@ pub async fn run<A: Aggregate>(
     let ctx = Context {
         journal: service.journal().clone(),
         service,
+        reply_topics: ReplyTopics::new(kafka.clone()),
         kafka,
         cluster_id,
         name,
@@ -264,7 +296,7 @@ pub async fn run<A: Aggregate>(
         done: done_tx,
     };
     let mut in_flight = InFlight::default();
-    let mut known_topics: HashSet<String> = HashSet::new();
+    let mut order: KeyOrder<uuid::Uuid, Work<A>> = KeyOrder::default();
     let window = ctx.settings.window.max(1);
     let mut commit = tokio::time::interval(COMMIT_INTERVAL);
     commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -278,13 +310,14 @@ pub async fn run<A: Aggregate>(
             }
             _ = commit.tick() => commit_group_offsets(&consumer, name),
             Some(done) = done_rx.recv() => {
+                next_of_key(&ctx, &mut order, &done);
                 finish(&ctx, &consumer, &mut in_flight, done).await;
             }
             received = consumer.recv(), if in_flight.count < window => {
                 match received {
                     Ok(message) => {
                         let message = message.detach();
-                        dispatch(&ctx, decode, &mut in_flight, &mut known_topics, message).await;
+                        dispatch(&ctx, decode, &mut in_flight, &mut order, message).await;
                     }
                     Err(err) => {
                         tracing::warn!(service = name, cause = %err, "consume error");
@@ -297,7 +330,10 @@ pub async fn run<A: Aggregate>(
     let deadline = tokio::time::Instant::now() + ctx.settings.drain_timeout;
     while in_flight.count > 0 {
         match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-            Ok(Some(done)) => finish(&ctx, &consumer, &mut in_flight, done).await,
+            Ok(Some(done)) => {
+                next_of_key(&ctx, &mut order, &done);
+                finish(&ctx, &consumer, &mut in_flight, done).await
+            }
             _ => {
                 tracing::warn!(
                     service = name,
@@ -327,6 +363,19 @@ async fn close(consumer: StreamConsumer<JournalOffsets>, service: &'static str) 
             bound_ms = CLOSE_BOUND.as_millis() as u64,
             "the consumer did not close in time (is the broker down?); leaving it behind"
         );
+    }
+}
+
+/// Starts the next command of the aggregate whose command is `done`.
+fn next_of_key<A: Aggregate>(
+    ctx: &Context<A>,
+    order: &mut KeyOrder<uuid::Uuid, Work<A>>,
+    done: &Done,
+) {
+    if let Some(key) = done.key {
+        if let Some(next) = order.done(&key) {
+            start(ctx, key, next);
+        }
     }
 }
 
@@ -408,14 +457,6 @@ pub fn decode_command<C: DeserializeOwned>(
         code: "undecodable",
         reason: e.to_string(),
     })?;
-    if let Some(topic) = &envelope.reply_to {
-        if !valid_topic_name(topic) {
-            return Err(Refusal {
-                code: "invalid_reply_to",
-                reason: format!("reply_to {topic:?} is not a valid topic name"),
-            });
-        }
-    }
     Ok((envelope, format))
 }
 
@@ -434,7 +475,7 @@ async fn dispatch<A: Aggregate>(
     ctx: &Context<A>,
     decode: Decoder<A::Command>,
     in_flight: &mut InFlight,
-    known_topics: &mut HashSet<String>,
+    order: &mut KeyOrder<uuid::Uuid, Work<A>>,
     message: OwnedMessage,
 ) {
     let partition = (message.topic().to_string(), message.partition());
@@ -451,35 +492,53 @@ async fn dispatch<A: Aggregate>(
             let ctx = ctx.clone();
             actix::spawn(async move {
                 deadletter(&ctx, &message, consumed, refusal).await;
-                let _ = ctx.done.send(Done { partition, offset });
+                let _ = ctx.done.send(Done {
+                    partition,
+                    offset,
+                    key: None,
+                });
             });
         }
-        Ok((command, format)) => {
-            // Reply topics are created on first use: some clusters do not
-            // create topics on demand, and a reply must have somewhere to go.
-            if let Some(topic) = &command.reply_to {
-                if !known_topics.contains(topic) {
-                    match topics::ensure_topics(&ctx.kafka, std::slice::from_ref(topic)).await {
-                        Ok(()) => {
-                            known_topics.insert(topic.clone());
-                        }
-                        Err(err) => {
-                            tracing::warn!(service = ctx.name, topic, cause = %err, "cannot create the reply topic")
-                        }
+        Ok((mut command, format)) => {
+            if let Some(reply_to) = command.reply_to.take() {
+                match logical_reply_topic(&ctx.kafka, &reply_to) {
+                    Ok(logical) => {
+                        ctx.reply_topics.ensure(&logical);
+                        command.reply_to = Some(logical);
+                    }
+                    Err(reason) => {
+                        let refusal = Refusal {
+                            code: INVALID_REPLY_TO,
+                            reason,
+                        };
+                        let ctx = ctx.clone();
+                        actix::spawn(async move {
+                            deadletter(&ctx, &message, consumed, refusal).await;
+                            let _ = ctx.done.send(Done {
+                                partition,
+                                offset,
+                                key: None,
+                            });
+                        });
+                        return;
                     }
                 }
             }
-            let exec = Execute {
-                command,
-                reply_format: format,
-                offset: Some(consumed),
-                remember: true,
+            let key = A::aggregate_id(&command.command);
+            let work = Work {
+                exec: Execute {
+                    command,
+                    reply_format: format,
+                    offset: Some(consumed),
+                    remember: true,
+                },
+                message,
+                partition,
+                offset,
             };
-            let ctx = ctx.clone();
-            actix::spawn(async move {
-                execute(&ctx, exec, &message).await;
-                let _ = ctx.done.send(Done { partition, offset });
-            });
+            if let Some(work) = order.arrive(key, work) {
+                start(ctx, key, work);
+            }
         }
     }
 }

@@ -14,8 +14,10 @@ pub mod clients;
 pub mod consumer;
 pub mod deadletter;
 pub mod embedded;
+pub mod key_order;
 pub mod liveness;
 pub mod relay;
+pub mod reply_topics;
 pub mod topics;
 
 /// Where the cluster is and how topics are laid out.
