@@ -74,6 +74,23 @@ fn all<A: Aggregate>(
     Ok(out)
 }
 
+/// Outbox rows the relay set aside as unreadable: each is a record that was
+/// never published, for an operator to look at.
+fn quarantined(service: &str, journal: &Journal, report: &mut Report) {
+    for item in journal.quarantined() {
+        match item {
+            Ok((position, reason)) => report.violations.push(format!(
+                "{service} store ({}): outbox record {position} is quarantined, never published: {reason}",
+                journal.path().display()
+            )),
+            Err(err) => report.violations.push(format!(
+                "{service} store ({}): the quarantine cannot be read: {err}",
+                journal.path().display()
+            )),
+        }
+    }
+}
+
 /// Checks the stores of the three services. With `finished`, a saga that is
 /// neither Completed, Aborted nor Stuck is a violation too.
 pub fn check(
@@ -90,6 +107,13 @@ pub fn check(
     report.users = user_states.len();
     report.products = products.len();
     report.orders = order_states.len();
+    for (name, journal) in [
+        ("users", users),
+        ("inventory", inventory),
+        ("orders", orders),
+    ] {
+        quarantined(name, journal, &mut report);
+    }
 
     for (id, product) in &products {
         let p = ProductId::from_uuid(*id);

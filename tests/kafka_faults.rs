@@ -133,3 +133,61 @@ async fn a_stop_while_the_broker_is_down_is_bounded_and_keeps_the_outbox() {
         .await;
     running.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_corrupt_outbox_row_is_quarantined_and_the_rest_still_published() {
+    let broker = support::TestBroker::from_env();
+    let kafka = broker.kafka();
+    broker
+        .create_topics(&kafka, &[USERS_COMMANDS, USERS_EVENTS, DEADLETTER])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("users");
+    {
+        let journal = Journal::open_path(&store).unwrap();
+        put_in_outbox(&journal, (0..3).map(marker).collect()).await;
+    }
+    // Damage the second row's bytes on disk.
+    {
+        let db = sled::open(&store).unwrap();
+        let outbox = db.open_tree("outbox").unwrap();
+        outbox
+            .insert(2u64.to_be_bytes(), &[0x01, 0xff, 0xff, 0xff][..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    let running = node::start(Service::Users, &NodeOptions::new(kafka.clone(), dir.path()))
+        .await
+        .unwrap();
+    let mut events = Probe::new(&kafka, USERS_EVENTS);
+    events
+        .until("the readable rows", |seen| markers_seen(seen).len() == 2)
+        .await;
+    let mut letters = Probe::new(&kafka, DEADLETTER);
+    letters
+        .until("the corrupt row's dead letter", |seen| {
+            seen.iter().any(|m| {
+                support::header_text(m, ordersaga_events::topics::header::DEADLETTER_CODE)
+                    .as_deref()
+                    == Some("corrupt_outbox_record")
+                    && m.payload() == Some(&[0x01, 0xff, 0xff, 0xff][..])
+            })
+        })
+        .await;
+    running.stop().await;
+
+    let users = Journal::open_path(&store).unwrap();
+    assert_eq!(users.outbox_len(), 0, "nothing left blocking the outbox");
+    let empty = |name: &str| Journal::open_path(dir.path().join(name)).unwrap();
+    let report =
+        ordersaga::verify::check(&users, &empty("inventory"), &empty("orders"), true).unwrap();
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.starts_with("users store") && v.contains("outbox record 2 is quarantined")),
+        "{:?}",
+        report.violations
+    );
+}

@@ -14,7 +14,7 @@
 
 use super::deadletter::{self, Origin};
 use super::KafkaConfig;
-use ordersaga_actors::journal::OutboxRecord;
+use ordersaga_actors::journal::{CorruptRecord, OutboxRecord};
 use ordersaga_actors::Journal;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -70,10 +70,15 @@ pub async fn run(
         if deadline.is_none() && *stop.borrow() {
             deadline = Some(tokio::time::Instant::now() + grace);
         }
-        let pending = match journal.outbox_pending(0, ROUND) {
-            Ok(pending) => pending,
+        let pending = match journal.outbox_batch(0, ROUND) {
+            Ok(batch) => {
+                for bad in batch.corrupt {
+                    quarantine(&journal, service, bad).await;
+                }
+                batch.records
+            }
             Err(err) => {
-                tracing::error!(service, cause = %err, "cannot read the outbox");
+                tracing::error!(service, store = %journal.path().display(), cause = %err, "cannot read the outbox");
                 Vec::new()
             }
         };
@@ -132,6 +137,50 @@ pub async fn run(
     }
     if let Err(err) = journal.flush() {
         tracing::error!(service, cause = %err, "flushing the outbox deletions");
+    }
+}
+
+/// The dead-letter code of an outbox row that could not be read.
+pub const CORRUPT_OUTBOX_RECORD: &str = "corrupt_outbox_record";
+
+/// Sets an unreadable outbox row aside: its bytes go to the dead-letter
+/// topic (through the outbox, like any record) and the row to the store's
+/// quarantine, which `verify` reports. Publishing goes on with the rest.
+async fn quarantine(journal: &Journal, service: &'static str, bad: CorruptRecord) {
+    tracing::error!(
+        service,
+        store = %journal.path().display(),
+        position = bad.position,
+        reason = %bad.reason,
+        "an outbox row cannot be read; dead-lettering its bytes and quarantining it"
+    );
+    let origin = Origin {
+        topic: "outbox".into(),
+        partition: -1,
+        offset: bad.position as i64,
+    };
+    let letter = deadletter::record(
+        service,
+        &origin,
+        CORRUPT_OUTBOX_RECORD,
+        &bad.reason,
+        None,
+        Some(&bad.bytes),
+        Vec::new(),
+    );
+    let queued = journal
+        .append(ordersaga_actors::journal::AppendBatch {
+            outbox: vec![letter],
+            ..Default::default()
+        })
+        .await;
+    // Quarantine even if the dead letter could not be queued: the row stays
+    // readable in the quarantine, and publishing must not stop for it.
+    if let Err(err) = queued {
+        tracing::error!(service, cause = %err, "cannot queue the dead letter of a corrupt outbox row");
+    }
+    if let Err(err) = journal.quarantine_outbox(bad.position, &bad.reason) {
+        tracing::error!(service, position = bad.position, cause = %err, "cannot quarantine a corrupt outbox row");
     }
 }
 

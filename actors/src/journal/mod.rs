@@ -11,7 +11,8 @@
 //! | `processed` | command id | the reply already given (idempotency) |
 //! | `offsets` | topic ++ partition | next offset to consume |
 //! | `unique` | index ++ value | the stream holding it |
-//! | `meta` | name | counters |
+//! | `meta` | name | counters, the store's id |
+//! | `quarantine` | outbox position | an outbox row that could not be read, and why |
 //!
 //! Everything one command causes is one [`AppendBatch`], written all or
 //! nothing in one sled transaction (shared with the other appends of its
@@ -23,10 +24,12 @@
 
 mod error;
 mod keys;
+mod quarantine;
 mod records;
 mod writer;
 
 pub use error::JournalError;
+pub use quarantine::{CorruptRecord, OutboxBatch};
 pub use records::{AppendBatch, AppendReceipt, ConsumedOffset, OutboxRecord, StreamAppend};
 
 use keys::{event_key, offset_key, read_u64, split_event_key, unique_key};
@@ -128,6 +131,7 @@ pub(crate) struct Trees {
     offsets: sled::Tree,
     unique: sled::Tree,
     meta: sled::Tree,
+    quarantine: sled::Tree,
     stats: Stats,
 }
 
@@ -285,6 +289,7 @@ impl Journal {
             offsets: tree("offsets")?,
             unique: tree("unique")?,
             meta: tree("meta")?,
+            quarantine: tree("quarantine")?,
             stats: Stats::default(),
             db,
         });
@@ -521,32 +526,21 @@ impl Journal {
 
     /// Up to `limit` outbox records with position ≥ `from`, in order; only
     /// records whose append is durable (below [`Journal::outbox_watch`]).
+    /// Fails on the first row that cannot be read; the relay uses
+    /// [`Journal::outbox_batch`], which hands such rows out for quarantine.
     pub fn outbox_pending(
         &self,
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxRecord)>, JournalError> {
-        // The writer commits a group's transaction before its flush, so
-        // sled already shows records a crash could still take back. A relay
-        // must not publish those: stop at the head the writer publishes after
-        // the flush.
-        let durable = *self.inner.outbox_watch.borrow();
-        let mut out = Vec::new();
-        if from >= durable {
-            return Ok(out);
+        let batch = self.outbox_batch(from, limit)?;
+        match batch.corrupt.into_iter().next() {
+            Some(bad) => Err(JournalError::Corrupt {
+                what: format!("outbox record {}", bad.position),
+                detail: bad.reason,
+            }),
+            None => Ok(batch.records),
         }
-        let range = from.to_be_bytes()..durable.to_be_bytes();
-        for item in self.trees().outbox.range(range).take(limit) {
-            let (key, value) = item?;
-            let position = read_u64(&key).ok_or_else(|| JournalError::Corrupt {
-                what: "outbox position".into(),
-                detail: format!("{key:?}"),
-            })?;
-            let record = decode(&value)
-                .map_err(|e| JournalError::corrupt(format!("outbox record {position}"), e))?;
-            out.push((position, record));
-        }
-        Ok(out)
     }
 
     /// Deletes published outbox records. Not flushed on its own: after a crash
