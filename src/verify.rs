@@ -91,6 +91,20 @@ fn quarantined(service: &str, journal: &Journal, report: &mut Report) {
     }
 }
 
+/// Log entries that cannot be read (the saga follower skips them).
+fn unreadable_log(service: &str, journal: &Journal, report: &mut Report) {
+    let mut last = 0;
+    for item in journal.read_log(1) {
+        match item {
+            Ok(entry) => last = entry.position,
+            Err(err) => report.violations.push(format!(
+                "{service} store ({}): the log entry after position {last} is unreadable: {err}",
+                journal.path().display()
+            )),
+        }
+    }
+}
+
 /// Checks the stores of the three services. With `finished`, a saga that is
 /// neither Completed, Aborted nor Stuck is a violation too.
 pub fn check(
@@ -113,6 +127,20 @@ pub fn check(
         ("orders", orders),
     ] {
         quarantined(name, journal, &mut report);
+        unreadable_log(name, journal, &mut report);
+    }
+    if finished {
+        // Every order stream, readable or not: a damaged one may be exactly
+        // the order whose saga never started.
+        for item in orders.streams(Some(StreamKind::Order)) {
+            let (stream, _) = item?;
+            let id = &stream.id;
+            if !sagas.contains_key(id) {
+                report.violations.push(format!(
+                    "order {id} has no saga (was its Placed event readable when the saga follower met it?)"
+                ));
+            }
+        }
     }
 
     for (id, product) in &products {

@@ -4,12 +4,19 @@
 //! saga exactly once in effect. The follower reads the store-wide log from a
 //! checkpoint kept in the same store; the saga commands it sends have ids
 //! derived from the event, so re-reading after a crash is harmless.
+//!
+//! Damage is handled one way, loudly: a log entry or an order event that
+//! cannot be read is skipped with an error naming the store and position (or
+//! stream), so one damaged order does not stop every other order's saga;
+//! `ordersaga verify` lists the unreadable entry and the order left without a
+//! saga. A storage error that may pass (the disk, sled) is waited out
+//! instead.
 
 use super::timer::InFlightSagas;
 use ordersaga_actors::aggregates::{Order, Saga};
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset, LogEntry};
 use ordersaga_actors::recovery::decode_stored;
-use ordersaga_actors::{Execute, Journal, Service};
+use ordersaga_actors::{Execute, Journal, JournalError, Service};
 use ordersaga_events::order::OrderEvent;
 use ordersaga_events::saga::{saga_of, SagaCommand, SagaPolicy};
 use ordersaga_events::{CommandEnvelope, CommandId, OrderId, StreamKind};
@@ -60,8 +67,18 @@ pub async fn run(
         for entry in entries {
             let entry = match entry {
                 Ok(entry) => entry,
+                Err(err @ JournalError::Corrupt { .. }) => {
+                    tracing::error!(
+                        store = %journal.path().display(),
+                        position = last + 1,
+                        cause = %err,
+                        "unreadable log entry: the saga follower skips it; an order placed there gets no saga (ordersaga verify lists it)"
+                    );
+                    last += 1;
+                    continue;
+                }
                 Err(err) => {
-                    tracing::error!(cause = %err, position = last + 1, "unreadable log entry; the saga follower waits");
+                    tracing::warn!(store = %journal.path().display(), position = last + 1, cause = %err, "cannot read the log; the saga follower waits");
                     stalled = true;
                     break;
                 }
@@ -120,7 +137,13 @@ fn saga_input(entry: &LogEntry, policy: SagaPolicy) -> Option<CommandEnvelope<Sa
     let event = match decode_stored::<Order>(&entry.stream, entry.sequence, &entry.bytes) {
         Ok(envelope) => envelope,
         Err(err) => {
-            tracing::error!(cause = %err, stream = %entry.stream, "undecodable order event; skipped by the saga follower");
+            tracing::error!(
+                stream = %entry.stream,
+                sequence = entry.sequence,
+                position = entry.position,
+                cause = %err,
+                "undecodable order event: the saga follower skips it; its order gets no saga (ordersaga verify lists it)"
+            );
             return None;
         }
     };
