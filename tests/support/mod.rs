@@ -210,6 +210,19 @@ impl OwnTansu {
         tansu
     }
 
+    /// The storage engine: sqlite in the test's directory, or the URL in
+    /// `ORDERSAGA_TANSU_STORAGE` (a PostgreSQL database, say; it must hold
+    /// Tansu's schema and nothing else).
+    pub fn storage_engine(&self) -> String {
+        match std::env::var("ORDERSAGA_TANSU_STORAGE") {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => format!(
+                "sqlite://{}",
+                self.db.file_name().unwrap().to_string_lossy()
+            ),
+        }
+    }
+
     /// `host:port` of the broker.
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -229,13 +242,7 @@ impl OwnTansu {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args([
-                "--storage-engine",
-                &format!(
-                    "sqlite://{}",
-                    self.db.file_name().unwrap().to_string_lossy()
-                ),
-            ])
+            .args(["--storage-engine", &self.storage_engine()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -1,6 +1,12 @@
 //! The router actor: owns one entity actor per aggregate id, spawns them on
 //! demand (recovering from the journal) and passivates idle ones so memory
 //! stays bounded however many aggregates the store holds.
+//!
+//! Recovery reads the journal, and a cold aggregate with a long history can
+//! take a while: it runs on the blocking pool, never on the router's thread,
+//! so every other aggregate's commands keep flowing. Commands for an
+//! aggregate being recovered wait, in order, until its entity exists (or all
+//! get the recovery's error).
 
 use super::config::ServiceConfig;
 use super::core::{EntityCore, Execute};
@@ -8,7 +14,7 @@ use super::entity::{Deliver, Entity, Inspect, Passivate, Respond};
 use super::error::ServiceError;
 use super::mailbox::{Mailbox, Ticket};
 use crate::aggregate::Aggregate;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalError};
 use crate::recovery::Recovered;
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -61,10 +67,35 @@ struct Slot<A: Aggregate> {
     last_used: Instant,
 }
 
+/// Work for an entity that is still being recovered.
+enum Parked<A: Aggregate> {
+    Route(Route<A>),
+    Inspect(InspectEntity<A>),
+}
+
+impl<A: Aggregate> Parked<A> {
+    fn fail(self, err: ServiceError) {
+        match self {
+            Parked::Route(route) => {
+                let _ = route.respond.send(Err(err));
+            }
+            Parked::Inspect(inspect) => {
+                let _ = inspect.respond.send(Err(err));
+            }
+        }
+    }
+}
+
+/// What a recovery on the blocking pool came back with.
+type Recovery<A> = Result<Result<EntityCore<A>, JournalError>, tokio::task::JoinError>;
+
 pub(crate) struct Router<A: Aggregate> {
     journal: Journal,
     config: Arc<ServiceConfig>,
     entities: HashMap<Uuid, Slot<A>>,
+    /// Aggregates being recovered, with the work waiting for them in order
+    /// (boxed: an actor must be `Unpin`, and a command need not be).
+    recovering: HashMap<Uuid, Vec<Box<Parked<A>>>>,
 }
 
 impl<A: Aggregate> Router<A> {
@@ -73,18 +104,64 @@ impl<A: Aggregate> Router<A> {
             journal,
             config,
             entities: HashMap::new(),
+            recovering: HashMap::new(),
         }
     }
 
-    /// The live entity for `id`, spawned from the journal if there is none.
-    fn entity(&mut self, id: Uuid) -> Result<(Addr<Entity<A>>, Mailbox), ServiceError> {
-        if let Some(slot) = self.entities.get_mut(&id) {
-            if slot.addr.connected() {
-                slot.last_used = Instant::now();
-                return Ok((slot.addr.clone(), slot.mailbox.clone()));
-            }
+    /// The live entity for `id`, if there is one.
+    fn live(&mut self, id: Uuid) -> Option<(Addr<Entity<A>>, Mailbox)> {
+        let slot = self.entities.get_mut(&id)?;
+        if !slot.addr.connected() {
+            return None;
         }
-        let core = EntityCore::<A>::recover(self.journal.clone(), self.config.clone(), id)?;
+        slot.last_used = Instant::now();
+        Some((slot.addr.clone(), slot.mailbox.clone()))
+    }
+
+    /// Hands `work` to the entity of `id`, recovering it first (off this
+    /// thread) if it is not live.
+    fn with_entity(&mut self, id: Uuid, work: Parked<A>, ctx: &mut Context<Self>) {
+        if let Some((addr, mailbox)) = self.live(id) {
+            return deliver(&addr, &mailbox, work);
+        }
+        if let Some(waiting) = self.recovering.get_mut(&id) {
+            return waiting.push(Box::new(work));
+        }
+        self.recovering.insert(id, vec![Box::new(work)]);
+        let (journal, config) = (self.journal.clone(), self.config.clone());
+        let recovery =
+            tokio::task::spawn_blocking(move || EntityCore::<A>::recover(journal, config, id));
+        ctx.spawn(
+            async move { recovery.await }
+                .into_actor(self)
+                .map(move |recovered, router, _| router.recovered(id, recovered)),
+        );
+    }
+
+    /// A recovery finished: start the entity and hand it the waiting work,
+    /// or give every piece of it the error.
+    fn recovered(&mut self, id: Uuid, recovered: Recovery<A>) {
+        let waiting = self.recovering.remove(&id).unwrap_or_default();
+        let core = match recovered {
+            Ok(Ok(core)) => core,
+            Ok(Err(err)) => {
+                let (what, detail) = describe(&err);
+                for work in waiting {
+                    work.fail(ServiceError::Journal(rebuild(&err, &what, &detail)));
+                }
+                return;
+            }
+            Err(join) => {
+                let detail = format!("recovery did not finish: {join}");
+                for work in waiting {
+                    work.fail(ServiceError::Journal(JournalError::Corrupt {
+                        what: format!("aggregate {id}"),
+                        detail: detail.clone(),
+                    }));
+                }
+                return;
+            }
+        };
         let addr = Entity::new(core).start();
         let mailbox = Mailbox::new(self.config.entity_mailbox);
         self.entities.insert(
@@ -95,10 +172,12 @@ impl<A: Aggregate> Router<A> {
                 last_used: Instant::now(),
             },
         );
+        for work in waiting {
+            deliver(&addr, &mailbox, *work);
+        }
         if self.entities.len() > self.config.max_entities {
             self.evict_least_recent();
         }
-        Ok((addr, mailbox))
     }
 
     /// Passivates the least recently used tenth of the entities. Done in bulk
@@ -149,55 +228,72 @@ impl<A: Aggregate> Actor for Router<A> {
 impl<A: Aggregate> Handler<Route<A>> for Router<A> {
     type Result = ();
 
-    fn handle(&mut self, msg: Route<A>, _: &mut Self::Context) {
-        let Route {
-            exec,
-            respond,
-            ticket: _router_place,
-        } = msg;
-        let id = A::aggregate_id(&exec.command.command);
-        let (addr, mailbox) = match self.entity(id) {
-            Ok(found) => found,
-            Err(err) => {
-                let _ = respond.send(Err(err));
-                return;
-            }
-        };
-        let Some(ticket) = mailbox.try_reserve() else {
-            let _ = respond.send(Err(ServiceError::Overloaded("entity")));
-            return;
-        };
-        let deliver = Deliver {
-            exec,
-            respond,
-            ticket,
-        };
-        // `entity()` returned a connected actor and nothing runs in between
-        // on this thread. Should it die with the message queued, dropping the
-        // message drops `respond`: the caller sees `EntityCrashed`, never
-        // silence, and the next command gets a fresh entity.
-        addr.do_send(deliver);
+    fn handle(&mut self, msg: Route<A>, ctx: &mut Self::Context) {
+        let id = A::aggregate_id(&msg.exec.command.command);
+        self.with_entity(id, Parked::Route(msg), ctx);
     }
 }
 
 impl<A: Aggregate> Handler<InspectEntity<A>> for Router<A> {
     type Result = ();
 
-    fn handle(&mut self, msg: InspectEntity<A>, _: &mut Self::Context) {
-        let addr = match self.entity(msg.id) {
-            Ok((addr, _)) => addr,
-            Err(err) => {
-                let _ = msg.respond.send(Err(err));
+    fn handle(&mut self, msg: InspectEntity<A>, ctx: &mut Self::Context) {
+        self.with_entity(msg.id, Parked::Inspect(msg), ctx);
+    }
+}
+
+/// Hands one piece of work to a live entity.
+fn deliver<A: Aggregate>(addr: &Addr<Entity<A>>, mailbox: &Mailbox, work: Parked<A>) {
+    match work {
+        Parked::Route(Route {
+            exec,
+            respond,
+            ticket: _router_place,
+        }) => {
+            let Some(ticket) = mailbox.try_reserve() else {
+                let _ = respond.send(Err(ServiceError::Overloaded("entity")));
                 return;
-            }
-        };
-        let (tx, rx) = oneshot::channel();
-        let respond = msg.respond;
-        addr.do_send(Inspect { respond: tx });
-        actix::spawn(async move {
-            let result = rx.await.map_err(|_| ServiceError::Stopped);
-            let _ = respond.send(result);
-        });
+            };
+            // The entity was connected a moment ago on this thread. Should it
+            // die with the message queued, dropping the message drops
+            // `respond`: the caller sees `EntityCrashed`, never silence, and
+            // the next command gets a fresh entity.
+            addr.do_send(Deliver {
+                exec,
+                respond,
+                ticket,
+            });
+        }
+        Parked::Inspect(msg) => {
+            let (tx, rx) = oneshot::channel();
+            let respond = msg.respond;
+            addr.do_send(Inspect { respond: tx });
+            actix::spawn(async move {
+                let result = rx.await.map_err(|_| ServiceError::Stopped);
+                let _ = respond.send(result);
+            });
+        }
+    }
+}
+
+/// What failed in a recovery, to tell every command that waited for it.
+fn describe(err: &JournalError) -> (String, String) {
+    match err {
+        JournalError::Corrupt { what, detail } => (what.clone(), detail.clone()),
+        other => (String::new(), other.to_string()),
+    }
+}
+
+/// The same error again, for one more waiting command (journal errors are
+/// not `Clone`: sled's are not).
+fn rebuild(err: &JournalError, what: &str, detail: &str) -> JournalError {
+    match err {
+        JournalError::Corrupt { .. } => JournalError::Corrupt {
+            what: what.to_owned(),
+            detail: detail.to_owned(),
+        },
+        JournalError::Closed => JournalError::Closed,
+        _ => JournalError::Storage(sled::Error::Io(std::io::Error::other(detail.to_owned()))),
     }
 }
 
@@ -207,6 +303,11 @@ impl<A: Aggregate> Handler<Shutdown> for Router<A> {
     fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
         for (_, slot) in self.entities.drain() {
             slot.addr.do_send(Passivate);
+        }
+        for (_, waiting) in self.recovering.drain() {
+            for work in waiting {
+                work.fail(ServiceError::Stopped);
+            }
         }
         ctx.stop();
         let _ = msg.done.send(());
