@@ -9,12 +9,6 @@ use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use std::time::Duration;
 
-/// How long a fetch may wait for records to arrive. librdkafka's default is
-/// 500 ms, and both the embedded broker and Tansu answer a fetch only when
-/// that wait runs out, which made every hop through Kafka cost half a
-/// second. Commands are latency-sensitive: take what is there after 10 ms.
-const FETCH_WAIT_MS: &str = "10";
-
 /// How long start-up waits for the cluster to answer before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -27,9 +21,11 @@ fn base(config: &KafkaConfig, client_id: &str) -> ClientConfig {
         // A request without an answer for this long is retried on a new
         // connection. librdkafka's 60 s default let requests that were in
         // flight when a broker went away stall their client for a minute
-        // after it came back. Fetches here wait at most 10 ms on the broker,
-        // and produce retries are safe (idempotent producer).
-        .set("socket.timeout.ms", "10000");
+        // after it came back. Not much shorter: a saturated broker can take
+        // seconds to answer, and a retry adds to its load. (Fetches wait at
+        // most the fetch wait at the broker; produce retries are safe, the
+        // producer is idempotent.)
+        .set("socket.timeout.ms", "30000");
     c
 }
 
@@ -106,7 +102,7 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+        .set("fetch.wait.max.ms", config.fetch_wait.as_millis().max(1).to_string())
         .set("session.timeout.ms", session_ms.to_string())
         // A third of the session, as Kafka recommends, and at most 1 s so a
         // rebalance is noticed quickly.
@@ -129,7 +125,7 @@ pub fn reader(
     base(config, client_id)
         .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+        .set("fetch.wait.max.ms", config.fetch_wait.as_millis().max(1).to_string())
         .create()
 }
 
