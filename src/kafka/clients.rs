@@ -102,7 +102,10 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", config.fetch_wait.as_millis().max(1).to_string())
+        .set(
+            "fetch.wait.max.ms",
+            config.fetch_wait.as_millis().max(1).to_string(),
+        )
         .set("session.timeout.ms", session_ms.to_string())
         // A third of the session, as Kafka recommends, and at most 1 s so a
         // rebalance is noticed quickly.
@@ -125,7 +128,10 @@ pub fn reader(
     base(config, client_id)
         .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", config.fetch_wait.as_millis().max(1).to_string())
+        .set(
+            "fetch.wait.max.ms",
+            config.fetch_wait.as_millis().max(1).to_string(),
+        )
         .create()
 }
 

@@ -28,15 +28,21 @@ const REMEMBERED: usize = 4_096;
 
 /// The logical reply topic `reply_to` names, or why it is refused.
 pub fn logical_reply_topic(kafka: &KafkaConfig, reply_to: &str) -> Result<String, String> {
-    let logical = match &kafka.namespace {
-        Some(ns) => reply_to
-            .strip_prefix(ns.as_str())
-            .and_then(|rest| rest.strip_prefix('.'))
-            .unwrap_or(reply_to),
-        None => reply_to,
+    let is_reply_topic = |logical: &str| {
+        let name = logical.strip_suffix(SUFFIX).unwrap_or_default();
+        !name.is_empty() && valid_topic_name(&kafka.name(logical))
     };
-    let name = logical.strip_suffix(SUFFIX).unwrap_or_default();
-    if name.is_empty() || !valid_topic_name(&kafka.name(logical)) {
+    // `NS.shop.replies` in namespace `NS` is `shop.replies`; but
+    // `NS.replies` is the logical `NS.replies`, since `replies` alone names
+    // no reply topic.
+    let unprefixed = kafka.namespace.as_deref().and_then(|ns| {
+        reply_to
+            .strip_prefix(ns)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|rest| is_reply_topic(rest))
+    });
+    let logical = unprefixed.unwrap_or(reply_to);
+    if !is_reply_topic(logical) {
         return Err(format!(
             "reply_to {reply_to:?} is not a reply topic: it must be NAME{SUFFIX} (letters, digits, '.', '_', '-'), at most 249 characters with the namespace"
         ));
@@ -142,9 +148,10 @@ mod tests {
             k.name(&logical_reply_topic(&k, "prod.shop.replies").unwrap()),
             "prod.shop.replies"
         );
-        assert!(
-            logical_reply_topic(&k, "prod.replies").is_err(),
-            "the namespace alone names nothing"
+        assert_eq!(
+            logical_reply_topic(&k, "prod.replies").unwrap(),
+            "prod.replies",
+            "`replies` alone names no reply topic, so this is the logical name"
         );
     }
 }
