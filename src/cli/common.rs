@@ -185,6 +185,35 @@ impl TuningArgs {
     }
 }
 
+/// The longest a stop may take before the process gives up on it.
+pub const STOP_BOUND: Duration = Duration::from_secs(30);
+
+/// Stops `services`, each within [`STOP_BOUND`] at most. A stop that does
+/// not finish in time ends the process with status 1: the store is
+/// consistent at every commit, and what was not published stays in the
+/// outbox for the next start. Waiting any longer would leave a supervisor
+/// with a process that neither works nor exits.
+pub async fn stop_within_bound(services: Vec<RunningService>) {
+    for service in services {
+        let name = service.name.name();
+        if tokio::time::timeout(STOP_BOUND, service.stop())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                service = name,
+                bound_s = STOP_BOUND.as_secs(),
+                "the stop did not finish in time; exiting anyway (the store is consistent, the outbox keeps what was not published)"
+            );
+            eprintln!(
+                "error: {name} did not stop within {} s",
+                STOP_BOUND.as_secs()
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     #[cfg(unix)]

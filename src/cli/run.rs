@@ -1,7 +1,9 @@
 //! `ordersaga run`: all three services in this process, on the embedded
 //! broker (nothing to install) or on a real cluster with `--brokers`.
 
-use super::common::{announce_readiness, cluster, shutdown_signal, KafkaArgs, ServiceArgs};
+use super::common::{
+    announce_readiness, cluster, shutdown_signal, stop_within_bound, KafkaArgs, ServiceArgs,
+};
 use super::CliError;
 use crate::kafka::topics::all_topics;
 use crate::node::{self, RunningService};
@@ -75,9 +77,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             Ok(())
         };
         println!("stopping: finishing commands in flight and publishing the outbox…");
-        for service in running {
-            service.stop().await;
-        }
+        stop_within_bound(running).await;
         println!("stopped");
         drop(embedded);
         demo

@@ -2,7 +2,9 @@
 //! Run one process per service (or several per service: they share the work
 //! through their consumer group).
 
-use super::common::{announce_readiness, shutdown_signal, KafkaArgs, ServiceArgs};
+use super::common::{
+    announce_readiness, shutdown_signal, stop_within_bound, KafkaArgs, ServiceArgs,
+};
 use super::CliError;
 use crate::node;
 use clap::{Args, ValueEnum};
@@ -70,7 +72,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         );
         announce_readiness(&running, started);
         shutdown_signal().await;
-        running.stop().await;
+        stop_within_bound(vec![running]).await;
         println!("stopped");
         Ok(())
     })

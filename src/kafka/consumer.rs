@@ -351,13 +351,26 @@ pub async fn run<A: Aggregate>(
 /// How long a stop waits for librdkafka to close a consumer.
 const CLOSE_BOUND: Duration = Duration::from_secs(3);
 
-/// Closes the consumer off the async thread, waiting at most
+/// Closes the consumer on a thread of its own, waiting at most
 /// [`CLOSE_BOUND`]: with the broker down, librdkafka's close waits for
-/// requests that cannot complete, and a stop must not wait with it.
+/// requests that cannot complete, and a stop must not wait with it. (A
+/// detached thread, not the runtime's blocking pool: the runtime waits for
+/// its blocking tasks when it shuts down, and the process would hang on
+/// exit.)
 async fn close(consumer: StreamConsumer<JournalOffsets>, service: &'static str) {
     consumer.context().release();
-    let closing = tokio::task::spawn_blocking(move || drop(consumer));
-    if tokio::time::timeout(CLOSE_BOUND, closing).await.is_err() {
+    let (closed, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("{service}-consumer-close"))
+        .spawn(move || {
+            drop(consumer);
+            let _ = closed.send(());
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(service, cause = %err, "cannot start a thread to close the consumer");
+        return;
+    }
+    if tokio::time::timeout(CLOSE_BOUND, done).await.is_err() {
         tracing::warn!(
             service,
             bound_ms = CLOSE_BOUND.as_millis() as u64,
