@@ -132,7 +132,7 @@ impl<A: Aggregate> Router<A> {
         let recovery =
             tokio::task::spawn_blocking(move || EntityCore::<A>::recover(journal, config, id));
         ctx.spawn(
-            async move { recovery.await }
+            recovery
                 .into_actor(self)
                 .map(move |recovered, router, _| router.recovered(id, recovered)),
         );
