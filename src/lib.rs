@@ -7,10 +7,21 @@
 //! - `ordersaga-events` (crate `events/`): the wire contract — ids, money,
 //!   envelopes, commands, events, replies, topics, the codec. Pure data.
 //! - `ordersaga-actors` (crate `actors/`): the aggregates (`decide`/`apply`),
-//!   the sled journal (one transaction per command, group commit), the router
-//!   and entity actors.
-//! - this package (`src/`): the `ordersaga` binary and its commands ([`cli`]).
-//! - [`bench`]: `ordersaga bench`, N orders through the saga against a same-run baseline.
+//!   the sled journal (one transaction per commit group, each command's batch
+//!   all or nothing), the router and entity actors.
+//! - this package (`src/`):
+//!   - [`kafka`]: the transport: clients, topics, the outbox relay, command
+//!     consumers (per-aggregate order, reply topics, dead letters), partition
+//!     ownership and readiness, the embedded broker;
+//!   - [`node`]: one service on Kafka: store, actors, consumers, relay, and
+//!     its bounded stop;
+//!   - [`saga`]: the saga's feeders: the log follower, replies, operator
+//!     commands, the timer;
+//!   - [`verify`]: integrity and invariants across the three stores;
+//!   - [`demo`]: `run --demo`;
+//!   - [`bench`]: `ordersaga bench`, N orders through the saga against a
+//!     same-run baseline;
+//!   - [`cli`]: the `ordersaga` binary's commands.
 //!
 //! Dependencies point one way: this package → actors → events.
 #![warn(missing_docs)]

@@ -6,13 +6,16 @@
 //! ## Layout
 //! - [`aggregate`]: the [`Aggregate`] trait (`decide` / `apply`).
 //! - [`aggregates`]: [`aggregates::User`], [`aggregates::Product`] (inventory, one per
-//!   product) and [`aggregates::Order`], one file each.
+//!   product), [`aggregates::Order`] and [`aggregates::Saga`], one file each.
 //! - [`journal`]: the sled store: events, log, snapshots, outbox, processed
-//!   commands, offsets; one transaction per command; group commit.
+//!   commands, offsets, uniqueness, the quarantine of unreadable outbox
+//!   rows; each command's batch all or nothing, one transaction and one
+//!   flush per commit group.
 //! - [`recovery`]: rebuilding an aggregate from snapshot + events, or from
 //!   scratch.
 //! - [`service`]: the actors: a router per service owning one entity actor
-//!   per aggregate; supervision, passivation, bounded mailboxes, idempotency.
+//!   per aggregate (recovered off the router's thread); supervision,
+//!   passivation, bounded mailboxes, idempotency.
 //! - [`testing`]: the given/when/then harness for aggregate rules.
 #![warn(missing_docs)]
 
