@@ -20,22 +20,18 @@
 //! the dead-letter topic with the reason, in the same transaction as its
 //! offset, and consumption continues.
 
-use super::deadletter::{self, Origin};
+use super::deadletter;
+pub use super::decode::{decode_command, Decoder, Refusal};
 use super::key_order::KeyOrder;
-use super::liveness::Ownership;
+pub use super::offsets::JournalOffsets;
+use super::offsets::{InFlight, Partition};
 use super::reply_topics::{logical_reply_topic, ReplyTopics, INVALID_REPLY_TO};
 use super::KafkaConfig;
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset};
 use ordersaga_actors::{Aggregate, Execute, Journal, Service, ServiceError};
-use ordersaga_events::codec::{decode, Format};
-use ordersaga_events::CommandEnvelope;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde::de::DeserializeOwned;
-use std::collections::{BTreeSet, HashMap};
+use rdkafka::message::{Message, OwnedMessage};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -66,152 +62,6 @@ impl Default for ConsumerSettings {
             drain_timeout: Duration::from_secs(5),
             session_timeout: Duration::from_secs(30),
         }
-    }
-}
-
-/// The consumer's rdkafka context: on every assignment it seeks each
-/// partition to the offset stored in the journal (when that offset was issued
-/// by this cluster), and records what the consumer owns for readiness.
-pub struct JournalOffsets {
-    /// Taken away when the consumer closes, so that a close left waiting
-    /// for an unreachable broker does not keep the store open.
-    journal: std::sync::Mutex<Option<Journal>>,
-    cluster_id: String,
-    service: &'static str,
-    ownership: Ownership,
-}
-
-impl JournalOffsets {
-    /// A context reading offsets from `journal`, valid for `cluster_id`, and
-    /// recording assignments in `ownership`.
-    pub fn new(
-        journal: Journal,
-        cluster_id: String,
-        service: &'static str,
-        ownership: Ownership,
-    ) -> Self {
-        Self {
-            journal: std::sync::Mutex::new(Some(journal)),
-            cluster_id,
-            service,
-            ownership,
-        }
-    }
-
-    fn journal(&self) -> Option<Journal> {
-        self.journal.lock().ok().and_then(|j| j.clone())
-    }
-
-    /// Lets go of the store: the consumer is closing.
-    fn release(&self) {
-        if let Ok(mut journal) = self.journal.lock() {
-            journal.take();
-        }
-    }
-}
-
-impl ClientContext for JournalOffsets {}
-
-impl ConsumerContext for JournalOffsets {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let partitions: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
-                let journal = self.journal();
-                for (topic, partition) in &partitions {
-                    let (topic, partition) = (topic.as_str(), *partition);
-                    let Some(journal) = &journal else { break };
-                    match journal.offset(topic, partition) {
-                        Ok(Some(stored)) if stored.cluster_id == self.cluster_id => {
-                            let offset = Offset::Offset(stored.next_offset);
-                            if let Err(err) = tpl.set_partition_offset(topic, partition, offset) {
-                                // The partition then starts from the group's
-                                // committed position; commands seen again are
-                                // recognised by id.
-                                tracing::error!(service = self.service, topic, partition, next_offset = stored.next_offset, cause = %err, "cannot seek to the stored offset");
-                            }
-                        }
-                        Ok(Some(stored)) => tracing::info!(
-                            service = self.service,
-                            topic,
-                            partition,
-                            stored_cluster = %stored.cluster_id,
-                            "stored offset is from another cluster; starting from the group's position"
-                        ),
-                        Ok(None) => {}
-                        Err(err) => {
-                            tracing::error!(service = self.service, cause = %err, "cannot read the stored offset")
-                        }
-                    }
-                }
-                let owned: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
-                tracing::info!(service = self.service, group = %self.ownership.group, topic = %self.ownership.topic, partitions = ?owned, "partitions assigned");
-                match consumer.assign(tpl) {
-                    Ok(()) => self.ownership.assigned(owned),
-                    Err(err) => {
-                        tracing::error!(service = self.service, group = %self.ownership.group, cause = %err, "assign failed")
-                    }
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                tracing::info!(service = self.service, group = %self.ownership.group, topic = %self.ownership.topic, "partitions revoked");
-                self.ownership.revoked();
-                if let Err(err) = consumer.unassign() {
-                    tracing::error!(service = self.service, cause = %err, "unassign failed");
-                }
-            }
-            other => {
-                tracing::error!(service = self.service, group = %self.ownership.group, error = ?other, "rebalance error");
-                self.ownership.revoked();
-                let _ = consumer.unassign();
-            }
-        }
-    }
-}
-
-type Partition = (String, i32);
-
-/// Offsets in flight per partition, for the low-water mark.
-#[derive(Default)]
-struct InFlight {
-    offsets: HashMap<Partition, BTreeSet<i64>>,
-    /// The next offset after the last record seen, per partition.
-    seen: HashMap<Partition, i64>,
-    /// The last offset written to the journal, per partition.
-    stored: HashMap<Partition, i64>,
-    count: usize,
-}
-
-impl InFlight {
-    /// Registers `offset` and returns the offset to store with it: the oldest
-    /// still in flight before it, or the one after it if there is none.
-    fn begin(&mut self, partition: &Partition, offset: i64) -> i64 {
-        let set = self.offsets.entry(partition.clone()).or_default();
-        let mark = set.first().copied().unwrap_or(offset + 1);
-        set.insert(offset);
-        self.seen.insert(partition.clone(), offset + 1);
-        self.count += 1;
-        mark
-    }
-
-    /// Marks `offset` done; returns the partition's low-water mark now.
-    fn finish(&mut self, partition: &Partition, offset: i64) -> i64 {
-        let set = self.offsets.entry(partition.clone()).or_default();
-        if set.remove(&offset) {
-            self.count -= 1;
-        }
-        set.first()
-            .copied()
-            .unwrap_or_else(|| self.seen.get(partition).copied().unwrap_or(offset + 1))
     }
 }
 
@@ -445,45 +295,6 @@ async fn finish<A: Aggregate>(
     }
 }
 
-/// Why a record is dead-lettered.
-#[derive(Debug)]
-pub struct Refusal {
-    /// A stable code (the `deadletter-code` header).
-    pub code: &'static str,
-    /// What was wrong (the `deadletter-reason` header).
-    pub reason: String,
-}
-
-/// Turns a consumed record into a command for the service, or refuses it.
-pub type Decoder<C> = fn(&OwnedMessage) -> Result<(CommandEnvelope<C>, Format), Refusal>;
-
-/// The decoder of command topics: a `CommandEnvelope` in bincode or JSON.
-pub fn decode_command<C: DeserializeOwned>(
-    message: &OwnedMessage,
-) -> Result<(CommandEnvelope<C>, Format), Refusal> {
-    let payload = message.payload().unwrap_or_default();
-    let format = Format::detect(payload).map_err(|e| Refusal {
-        code: "undecodable",
-        reason: e.to_string(),
-    })?;
-    let envelope: CommandEnvelope<C> = decode(payload).map_err(|e| Refusal {
-        code: "undecodable",
-        reason: e.to_string(),
-    })?;
-    Ok((envelope, format))
-}
-
-fn headers_of(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
-    message
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn dispatch<A: Aggregate>(
     ctx: &Context<A>,
     decode: Decoder<A::Command>,
@@ -504,7 +315,15 @@ async fn dispatch<A: Aggregate>(
         Err(refusal) => {
             let ctx = ctx.clone();
             actix::spawn(async move {
-                deadletter(&ctx, &message, consumed, refusal).await;
+                deadletter::write(
+                    &ctx.journal,
+                    &ctx.kafka,
+                    ctx.name,
+                    &message,
+                    consumed,
+                    refusal,
+                )
+                .await;
                 let _ = ctx.done.send(Done {
                     partition,
                     offset,
@@ -526,7 +345,15 @@ async fn dispatch<A: Aggregate>(
                         };
                         let ctx = ctx.clone();
                         actix::spawn(async move {
-                            deadletter(&ctx, &message, consumed, refusal).await;
+                            deadletter::write(
+                                &ctx.journal,
+                                &ctx.kafka,
+                                ctx.name,
+                                &message,
+                                consumed,
+                                refusal,
+                            )
+                            .await;
                             let _ = ctx.done.send(Done {
                                 partition,
                                 offset,
@@ -586,8 +413,10 @@ async fn execute<A: Aggregate>(ctx: &Context<A>, exec: Execute<A>, message: &Own
     let err = last.map(|e| (e.code(), e.to_string()));
     let (code, reason) = err.unwrap_or(("internal_error", "no attempt made".into()));
     if let Some(consumed) = consumed {
-        deadletter(
-            ctx,
+        deadletter::write(
+            &ctx.journal,
+            &ctx.kafka,
+            ctx.name,
             message,
             consumed,
             Refusal {
@@ -600,65 +429,5 @@ async fn execute<A: Aggregate>(ctx: &Context<A>, exec: Execute<A>, message: &Own
             },
         )
         .await;
-    }
-}
-
-/// Writes the dead letter and the consumed offset in one transaction; retried
-/// until it succeeds, because consumption must not move past a record that is
-/// neither handled nor dead-lettered.
-async fn deadletter<A: Aggregate>(
-    ctx: &Context<A>,
-    message: &OwnedMessage,
-    consumed: ConsumedOffset,
-    refusal: Refusal,
-) {
-    tracing::warn!(service = ctx.name, topic = message.topic(), partition = message.partition(), offset = message.offset(), code = refusal.code, reason = %refusal.reason, "dead-lettering a record");
-    let origin = Origin {
-        topic: ctx.kafka.logical(message.topic()).to_string(),
-        partition: message.partition(),
-        offset: message.offset(),
-    };
-    let record = deadletter::record(
-        ctx.name,
-        &origin,
-        refusal.code,
-        &refusal.reason,
-        message.key(),
-        message.payload(),
-        headers_of(message),
-    );
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let batch = AppendBatch {
-            outbox: vec![record.clone()],
-            offset: Some(consumed.clone()),
-            ..AppendBatch::default()
-        };
-        match ctx.journal.append(batch).await {
-            Ok(_) => return,
-            Err(err) => {
-                tracing::error!(service = ctx.name, cause = %err, "cannot write a dead letter; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_low_water_mark_never_passes_an_unfinished_offset() {
-        let mut f = InFlight::default();
-        let p = ("t".to_string(), 0);
-        assert_eq!(f.begin(&p, 10), 11);
-        assert_eq!(f.begin(&p, 11), 10, "10 is still in flight");
-        assert_eq!(f.begin(&p, 12), 10);
-        assert_eq!(f.finish(&p, 12), 10);
-        assert_eq!(f.finish(&p, 10), 11);
-        assert_eq!(f.finish(&p, 11), 13);
-        assert_eq!(f.count, 0);
     }
 }

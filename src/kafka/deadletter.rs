@@ -3,8 +3,13 @@
 //! headers saying why and where from, so an operator can inspect and replay
 //! them. Consumption continues past them.
 
-use ordersaga_actors::journal::OutboxRecord;
+use super::decode::{headers_of, Refusal};
+use super::KafkaConfig;
+use ordersaga_actors::journal::{AppendBatch, ConsumedOffset, OutboxRecord};
+use ordersaga_actors::Journal;
 use ordersaga_events::topics::{header, DEADLETTER};
+use rdkafka::message::{Message, OwnedMessage};
+use std::time::Duration;
 
 /// Where a record came from.
 #[derive(Clone, Debug)]
@@ -59,5 +64,49 @@ pub fn record(
         key: key.unwrap_or_default().to_vec(),
         payload: payload.unwrap_or_default().to_vec(),
         headers,
+    }
+}
+
+/// Writes the dead letter of `message` and the consumed offset in one
+/// transaction; retried until it succeeds, because consumption must not move
+/// past a record that is neither handled nor dead-lettered.
+pub(crate) async fn write(
+    journal: &Journal,
+    kafka: &KafkaConfig,
+    service: &'static str,
+    message: &OwnedMessage,
+    consumed: ConsumedOffset,
+    refusal: Refusal,
+) {
+    tracing::warn!(service, topic = message.topic(), partition = message.partition(), offset = message.offset(), code = refusal.code, reason = %refusal.reason, "dead-lettering a record");
+    let origin = Origin {
+        topic: kafka.logical(message.topic()).to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+    };
+    let record = record(
+        service,
+        &origin,
+        refusal.code,
+        &refusal.reason,
+        message.key(),
+        message.payload(),
+        headers_of(message),
+    );
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let batch = AppendBatch {
+            outbox: vec![record.clone()],
+            offset: Some(consumed.clone()),
+            ..AppendBatch::default()
+        };
+        match journal.append(batch).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::error!(service, cause = %err, "cannot write a dead letter; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }

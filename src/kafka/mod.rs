@@ -13,9 +13,11 @@
 pub mod clients;
 pub mod consumer;
 pub mod deadletter;
+pub mod decode;
 pub mod embedded;
 pub mod key_order;
 pub mod liveness;
+pub mod offsets;
 pub mod relay;
 pub mod reply_topics;
 pub mod topics;

@@ -7,7 +7,7 @@
 //! forged one is dead-lettered (`not_an_operator_command`) instead of being
 //! believed. The time of a retry is the service's own, not the sender's.
 
-use crate::kafka::consumer::{decode_command, Refusal};
+use crate::kafka::decode::{decode_command, Refusal};
 use chrono::Utc;
 use ordersaga_events::codec::Format;
 use ordersaga_events::saga::SagaCommand;

@@ -1,11 +1,11 @@
 //! Replies to saga commands become saga input.
 
-use crate::kafka::consumer::Refusal;
+use crate::kafka::decode::{decode_record, Refusal};
 use chrono::Utc;
-use ordersaga_events::codec::{decode, Format};
+use ordersaga_events::codec::Format;
 use ordersaga_events::saga::SagaCommand;
 use ordersaga_events::{CommandEnvelope, CommandId, Reply, SagaId};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 
 /// Decodes a reply on `orders.saga.replies` into the saga command that
 /// delivers it. The command id is derived from the replied command's id, so a
@@ -13,15 +13,7 @@ use rdkafka::message::{Message, OwnedMessage};
 pub fn decode_reply(
     message: &OwnedMessage,
 ) -> Result<(CommandEnvelope<SagaCommand>, Format), Refusal> {
-    let payload = message.payload().unwrap_or_default();
-    let format = Format::detect(payload).map_err(|e| Refusal {
-        code: "undecodable",
-        reason: e.to_string(),
-    })?;
-    let reply: Reply = decode(payload).map_err(|e| Refusal {
-        code: "undecodable",
-        reason: e.to_string(),
-    })?;
+    let (reply, format): (Reply, Format) = decode_record(message)?;
     let saga_id = SagaId::from_uuid(reply.correlation_id.as_uuid());
     let envelope = CommandEnvelope {
         command_id: CommandId::derived(reply.command_id.as_uuid(), "saga-reply"),
