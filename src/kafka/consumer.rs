@@ -312,25 +312,7 @@ async fn dispatch<A: Aggregate>(
         next_offset: mark,
     };
     match decode(&message) {
-        Err(refusal) => {
-            let ctx = ctx.clone();
-            actix::spawn(async move {
-                deadletter::write(
-                    &ctx.journal,
-                    &ctx.kafka,
-                    ctx.name,
-                    &message,
-                    consumed,
-                    refusal,
-                )
-                .await;
-                let _ = ctx.done.send(Done {
-                    partition,
-                    offset,
-                    key: None,
-                });
-            });
-        }
+        Err(refusal) => refuse(ctx, message, partition, consumed, refusal),
         Ok((mut command, format)) => {
             if let Some(reply_to) = command.reply_to.take() {
                 match logical_reply_topic(&ctx.kafka, &reply_to) {
@@ -343,24 +325,7 @@ async fn dispatch<A: Aggregate>(
                             code: INVALID_REPLY_TO,
                             reason,
                         };
-                        let ctx = ctx.clone();
-                        actix::spawn(async move {
-                            deadletter::write(
-                                &ctx.journal,
-                                &ctx.kafka,
-                                ctx.name,
-                                &message,
-                                consumed,
-                                refusal,
-                            )
-                            .await;
-                            let _ = ctx.done.send(Done {
-                                partition,
-                                offset,
-                                key: None,
-                            });
-                        });
-                        return;
+                        return refuse(ctx, message, partition, consumed, refusal);
                     }
                 }
             }
@@ -381,6 +346,27 @@ async fn dispatch<A: Aggregate>(
             }
         }
     }
+}
+
+/// Dead-letters a record without applying it, in the background.
+fn refuse<A: Aggregate>(
+    ctx: &Context<A>,
+    message: OwnedMessage,
+    partition: Partition,
+    consumed: ConsumedOffset,
+    refusal: Refusal,
+) {
+    let ctx = ctx.clone();
+    actix::spawn(async move {
+        let journal = &ctx.journal;
+        deadletter::write(journal, &ctx.kafka, ctx.name, &message, consumed, refusal).await;
+        let offset = message.offset();
+        let _ = ctx.done.send(Done {
+            partition,
+            offset,
+            key: None,
+        });
+    });
 }
 
 /// Runs one command, retrying failures that carry no business answer, and

@@ -2,6 +2,7 @@
 //! would, and follows its reply topic and `orders.events` to learn what
 //! became of them.
 
+use crate::support::from_the_beginning;
 use ordersaga::kafka::{clients, KafkaConfig};
 use ordersaga_events::codec::{decode, decode_event, encode, Format};
 use ordersaga_events::inventory::InventoryCommand;
@@ -12,10 +13,8 @@ use ordersaga_events::user::{Password, UserCommand};
 use ordersaga_events::{
     Cents, CommandEnvelope, CommandId, OrderId, Outcome, ProductId, Reply, UserId,
 };
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -61,19 +60,6 @@ pub struct Client {
     last_reply: watch::Receiver<Option<Instant>>,
 }
 
-fn follow(kafka: &KafkaConfig, topic: &str) -> StreamConsumer {
-    let consumer = clients::reader(kafka, "chaos-client").unwrap();
-    let physical = kafka.name(topic);
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..kafka.partitions {
-        assignment
-            .add_partition_offset(&physical, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    consumer
-}
-
 fn header_text(message: &rdkafka::message::BorrowedMessage<'_>, name: &str) -> Option<String> {
     let headers = message.headers()?;
     headers
@@ -88,7 +74,7 @@ impl Client {
     pub fn new(kafka: &KafkaConfig) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let changed = Arc::new(Notify::new());
-        let replies = follow(kafka, REPLIES);
+        let replies = from_the_beginning(kafka, REPLIES, "chaos-client");
         let (s, c) = (seen.clone(), changed.clone());
         let (clock, last_reply) = watch::channel(None);
         tokio::spawn(async move {
@@ -108,7 +94,7 @@ impl Client {
                 c.notify_waiters();
             }
         });
-        let events = follow(kafka, ORDERS_EVENTS);
+        let events = from_the_beginning(kafka, ORDERS_EVENTS, "chaos-client");
         let (s, c) = (seen.clone(), changed.clone());
         tokio::spawn(async move {
             loop {

@@ -111,6 +111,21 @@ pub async fn send_raw(
         .expect("produce a test record");
 }
 
+/// A reader of every partition of the logical `topic` (which must exist),
+/// from the beginning, outside any consumer group.
+pub fn from_the_beginning(kafka: &KafkaConfig, topic: &str, client_id: &str) -> StreamConsumer {
+    let consumer = clients::reader(kafka, client_id).unwrap();
+    let physical = kafka.name(topic);
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..kafka.partitions {
+        assignment
+            .add_partition_offset(&physical, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    consumer
+}
+
 /// Reads a topic from the beginning of every partition.
 pub struct Probe {
     consumer: StreamConsumer,
@@ -121,17 +136,8 @@ pub struct Probe {
 impl Probe {
     /// A probe on the logical `topic`, which must exist.
     pub fn new(kafka: &KafkaConfig, topic: &str) -> Self {
-        let consumer = clients::reader(kafka, "probe").unwrap();
-        let physical = kafka.name(topic);
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..kafka.partitions {
-            assignment
-                .add_partition_offset(&physical, partition, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&assignment).unwrap();
         Self {
-            consumer,
+            consumer: from_the_beginning(kafka, topic, "probe"),
             seen: Vec::new(),
         }
     }
