@@ -253,11 +253,26 @@ async fn memory_is_bounded_by_max_entities() {
         max_entities: 10,
         ..ServiceConfig::default()
     };
-    let users = UserService::start(journal(), config);
+    let store = journal();
+    let users = UserService::start(store.clone(), config);
+    // Every entity holds a handle to the store: what an entity actor that
+    // still exists cannot hide.
+    let before = store.handles();
     for _ in 0..50 {
         // Unknown users: rejected, but each spawns an entity.
         users.send(deposit(UserId::new(), 1)).await.unwrap();
         assert!(users.live_entities().await.unwrap() <= 10);
+    }
+    // The evicted actors really stop (asynchronously): at most ten entities
+    // still hold the store, not fifty.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.handles() > before + 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} entity actors still hold the store after eviction",
+            store.handles() - before
+        );
+        tokio::task::yield_now().await;
     }
 }
 
