@@ -12,7 +12,6 @@ use crate::kafka::liveness::{self, Ownership, Readiness};
 use crate::kafka::relay::{self, RelayProgress};
 use crate::kafka::topics::{ensure_topics, topics_of};
 use crate::kafka::{KafkaConfig, TransportError};
-use crate::saga::timer::InFlightSagas;
 use crate::saga::{follower, operator, replies, timer};
 use ordersaga_actors::aggregates::{Order, Product, Saga, User};
 use ordersaga_actors::{Aggregate, Journal, JournalConfig, Service, ServiceConfig};
@@ -96,7 +95,8 @@ pub struct RunningService {
     progress: watch::Receiver<RelayProgress>,
     readiness: watch::Receiver<Readiness>,
     instance_id: String,
-    sagas: Option<InFlightSagas>,
+    /// Whether this service runs the order saga.
+    runs_sagas: bool,
     actors: Vec<Box<dyn ServiceActors>>,
 }
 
@@ -135,9 +135,10 @@ impl RunningService {
         &self.instance_id
     }
 
-    /// The orders service's unfinished sagas; `None` for other services.
-    pub fn sagas_in_flight(&self) -> Option<&InFlightSagas> {
-        self.sagas.as_ref()
+    /// How many of the orders service's sagas are waiting for replies (are
+    /// in the deadline index); `None` for other services.
+    pub fn sagas_waiting(&self) -> Option<usize> {
+        self.runs_sagas.then(|| self.journal.scheduled())
     }
 
     /// Stops consuming, finishes the commands in flight, publishes what is
@@ -349,7 +350,7 @@ where
         progress: base.progress,
         readiness,
         instance_id: base.instance_id,
-        sagas: None,
+        runs_sagas: false,
         actors: vec![Box::new(service)],
     })
 }
@@ -361,8 +362,14 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
     // The saga supervisor: its router owns one child actor per saga, on the
     // same store as the orders.
     let sagas = Service::<Saga>::start(base.journal.clone(), base.service_config.clone());
-    let in_flight = InFlightSagas::default();
-    in_flight.resume_from(&base.journal);
+    let indexed = timer::index_existing(&base.journal).await?;
+    if indexed > 0 {
+        tracing::info!(
+            service = name.name(),
+            sagas = indexed,
+            "indexed the deadlines of sagas stored before the deadline index"
+        );
+    }
 
     let mut feeders = vec![
         consumer_task(
@@ -397,7 +404,6 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             base.journal.clone(),
             sagas.clone(),
             options.saga,
-            in_flight.clone(),
             stopped,
         )),
     });
@@ -405,8 +411,8 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
     feeders.push(Task {
         stop,
         handle: actix::spawn(timer::run(
+            base.journal.clone(),
             sagas.clone(),
-            in_flight.clone(),
             options.saga_tick,
             stopped,
         )),
@@ -416,7 +422,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
     tracing::info!(
         service = name.name(),
         instance_id = %base.instance_id,
-        resumed_sagas = in_flight.len(),
+        waiting_sagas = base.journal.scheduled(),
         "started"
     );
     Ok(RunningService {
@@ -427,7 +433,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
         progress: base.progress,
         readiness,
         instance_id: base.instance_id,
-        sagas: Some(in_flight),
+        runs_sagas: true,
         actors: vec![Box::new(orders), Box::new(sagas)],
     })
 }

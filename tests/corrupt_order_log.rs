@@ -4,7 +4,6 @@
 //! stream and the order left without a saga.
 
 use ordersaga::saga::follower;
-use ordersaga::saga::timer::InFlightSagas;
 use ordersaga_actors::aggregates::{Order, Saga};
 use ordersaga_actors::{Execute, Journal, Service, ServiceConfig};
 use ordersaga_events::order::{OrderCommand, OrderLine};
@@ -76,7 +75,6 @@ async fn an_unreadable_order_event_is_skipped_loudly_and_later_orders_still_get_
         journal.clone(),
         sagas.clone(),
         SagaPolicy::default(),
-        InFlightSagas::default(),
         stopped,
     ));
     let saga_version = |order: OrderId| {

@@ -85,6 +85,17 @@ pub trait Aggregate:
     /// service skips computing the state after the events for it.
     const SENDS_COMMANDS: bool = false;
 
+    /// When this aggregate wants to be woken (milliseconds since the Unix
+    /// epoch), if it does: the order saga's next deadline. The journal keeps
+    /// it in its deadline index, written with the events that change it.
+    /// Never by default.
+    fn wake_at(&self) -> Option<i64> {
+        None
+    }
+
+    /// Whether [`Aggregate::wake_at`] can return anything.
+    const WAKES: bool = false;
+
     /// What an accepted command that caused `events` hands back to its
     /// requester in the reply (none by default).
     fn result(events: &[Self::Event]) -> Option<ordersaga_events::CommandResult> {

@@ -109,6 +109,7 @@ fn command(stream: StreamId, expected: u64, payloads: Vec<UserEvent>) -> AppendB
         outbox,
         processed: Some((command_id, encode(Format::Bincode, &reply).expect("reply"))),
         offset: None,
+        schedule: None,
     }
 }
 

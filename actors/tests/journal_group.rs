@@ -81,6 +81,7 @@ fn command(
         // The stream key as the reply: each delivery's reply is its own.
         processed: Some((command_id, stream.to_key().to_vec())),
         offset: None,
+        schedule: None,
     }
 }
 

@@ -230,5 +230,6 @@ fn command_batch(
             cluster_id: CLUSTER_ID.to_string(),
             next_offset,
         }),
+        schedule: None,
     })
 }

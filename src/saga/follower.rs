@@ -12,7 +12,6 @@
 //! saga. A storage error that may pass (the disk, sled) is waited out
 //! instead.
 
-use super::timer::InFlightSagas;
 use ordersaga_actors::aggregates::{Order, Saga};
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset, LogEntry};
 use ordersaga_actors::recovery::decode_stored;
@@ -44,7 +43,6 @@ pub async fn run(
     journal: Journal,
     sagas: Service<Saga>,
     policy: SagaPolicy,
-    in_flight: InFlightSagas,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut next = checkpoint(&journal);
@@ -84,7 +82,6 @@ pub async fn run(
                 }
             };
             if let Some(envelope) = saga_input(&entry, policy) {
-                in_flight.insert(envelope.command.saga_id());
                 match sagas.submit(Execute::new(envelope)) {
                     Ok(reply) => pending.push(reply),
                     Err(err) => {

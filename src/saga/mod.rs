@@ -9,8 +9,9 @@
 //! - [`replies`]: turns replies on `orders.saga.replies` into saga input;
 //! - [`operator`]: admits only operator commands (`Retry`) from
 //!   `orders.saga.commands`;
-//! - [`timer`]: ticks every unfinished saga whose deadline passed, and on
-//!   start resumes every unfinished saga found in the store.
+//! - [`timer`]: ticks the sagas that are due, read from the store's
+//!   deadline index (written in each saga's own transaction), and indexes a
+//!   store written before that index existed, once.
 
 pub mod follower;
 pub mod operator;

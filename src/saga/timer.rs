@@ -1,72 +1,31 @@
 //! Saga timeouts and resumption.
 //!
-//! The timer keeps the set of unfinished sagas. Every interval it looks at
-//! each one and ticks those whose deadline has passed; the saga decides to
-//! resend its unanswered commands (same ids) or to give up and compensate.
-//! On start every saga stream in the store joins the set, which spawns its
-//! child actor from the journal: unfinished sagas resume where they were.
+//! Every saga still waiting for replies sits in the orders store's deadline
+//! index under its deadline, written in the saga's own transaction (see
+//! `Aggregate::wake_at`). Every interval the timer reads the sagas that are
+//! due, with one range scan of that index, and ticks each: the saga decides
+//! to resend its unanswered commands (same ids) or to give up and
+//! compensate, and its new deadline (or none) goes back into the index with
+//! that decision. A tick's work grows with the due sagas, not with every
+//! saga ever stored, and a restart resumes exactly the sagas still waiting:
+//! the index is on disk.
 
 use chrono::Utc;
 use ordersaga_actors::aggregates::Saga;
-use ordersaga_actors::{Execute, Journal, Service};
+use ordersaga_actors::recovery::replay;
+use ordersaga_actors::{Execute, Journal, JournalError, Service};
 use ordersaga_events::saga::SagaCommand;
 use ordersaga_events::{CommandEnvelope, SagaId, StreamKind};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// The sagas not known to be finished. Cheap to clone.
-#[derive(Clone, Default, Debug)]
-pub struct InFlightSagas(Arc<Mutex<HashSet<SagaId>>>);
-
-impl InFlightSagas {
-    /// Watches `saga`.
-    pub fn insert(&self, saga: SagaId) {
-        if let Ok(mut set) = self.0.lock() {
-            set.insert(saga);
-        }
-    }
-
-    fn remove(&self, saga: &SagaId) {
-        if let Ok(mut set) = self.0.lock() {
-            set.remove(saga);
-        }
-    }
-
-    fn snapshot(&self) -> Vec<SagaId> {
-        self.0
-            .lock()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
-    }
-
-    /// How many sagas are watched.
-    pub fn len(&self) -> usize {
-        self.0.lock().map(|s| s.len()).unwrap_or(0)
-    }
-
-    /// Whether no saga is watched.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Adds every saga stored in `journal`; finished ones leave on the first
-    /// tick.
-    pub fn resume_from(&self, journal: &Journal) {
-        for item in journal.streams(Some(StreamKind::Saga)) {
-            match item {
-                Ok((stream, _)) => self.insert(SagaId::from_uuid(stream.id)),
-                Err(err) => tracing::error!(cause = %err, "cannot list saga streams"),
-            }
-        }
-    }
-}
+/// Most sagas ticked per interval; the rest are due at the next one.
+const TICK_LIMIT: usize = 4_096;
 
 /// Ticks due sagas every `interval` until `stop`.
 pub async fn run(
+    journal: Journal,
     sagas: Service<Saga>,
-    in_flight: InFlightSagas,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -78,32 +37,69 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        let now = Utc::now();
-        let mut ticks = Vec::new();
-        for saga_id in in_flight.snapshot() {
-            let state = match sagas.state(saga_id.as_uuid()).await {
+        if let Err(err) = tick_due(&journal, &sagas).await {
+            tracing::warn!(store = %journal.path().display(), cause = %err, "cannot read the saga deadline index");
+        }
+    }
+}
+
+/// Ticks every saga due now; returns how many were due.
+pub async fn tick_due(journal: &Journal, sagas: &Service<Saga>) -> Result<usize, JournalError> {
+    let now = Utc::now();
+    let due = journal.due(now.timestamp_millis(), TICK_LIMIT)?;
+    let mut ticks = Vec::with_capacity(due.len());
+    for stream in &due {
+        let saga_id = SagaId::from_uuid(stream.id);
+        let tick = CommandEnvelope::new(SagaCommand::Tick { saga_id, now });
+        match sagas.submit(Execute::ephemeral(tick)) {
+            Ok(pending) => ticks.push(pending),
+            Err(err) => tracing::warn!(%saga_id, cause = %err, "cannot tick a saga"),
+        }
+    }
+    for tick in ticks {
+        if let Err(err) = tick.await {
+            tracing::warn!(cause = %err, "a saga tick failed");
+        }
+    }
+    Ok(due.len())
+}
+
+/// The marker of a store whose deadline index is complete.
+const INDEXED: &str = "saga-deadlines-indexed";
+
+/// Fills the deadline index of a store written before it existed: every
+/// saga stream is read once, and the unfinished ones are entered. Done once
+/// per store (a marker in the store says so); a store that never lacked the
+/// index only sets the marker. Returns how many sagas were entered.
+pub async fn index_existing(journal: &Journal) -> Result<usize, JournalError> {
+    if journal.marker(INDEXED)? {
+        return Ok(0);
+    }
+    let store = journal.clone();
+    let entered = tokio::task::spawn_blocking(move || -> Result<usize, JournalError> {
+        let mut entered = 0;
+        for item in store.streams(Some(StreamKind::Saga)) {
+            let (stream, _) = item?;
+            let saga = match replay::<Saga>(&store, stream.id, None) {
                 Ok(recovered) => recovered.state,
                 Err(err) => {
-                    tracing::warn!(%saga_id, cause = %err, "cannot read a saga");
+                    tracing::error!(%stream, cause = %err, "cannot read a saga to index its deadline; verify reports it");
                     continue;
                 }
             };
-            if state.is_terminal() {
-                in_flight.remove(&saga_id);
-                continue;
-            }
-            if state.deadline().is_some_and(|deadline| deadline <= now) {
-                let tick = CommandEnvelope::new(SagaCommand::Tick { saga_id, now });
-                match sagas.submit(Execute::ephemeral(tick)) {
-                    Ok(pending) => ticks.push(pending),
-                    Err(err) => tracing::warn!(%saga_id, cause = %err, "cannot tick a saga"),
-                }
+            let wake_at = ordersaga_actors::Aggregate::wake_at(&saga);
+            if wake_at.is_some() && store.wake_at(&stream)? != wake_at {
+                store.append_blocking(ordersaga_actors::journal::AppendBatch {
+                    schedule: Some(ordersaga_actors::journal::Schedule { stream, wake_at }),
+                    ..Default::default()
+                })?;
+                entered += 1;
             }
         }
-        for tick in ticks {
-            if let Err(err) = tick.await {
-                tracing::warn!(cause = %err, "a saga tick failed");
-            }
-        }
-    }
+        store.set_marker(INDEXED)?;
+        Ok(entered)
+    })
+    .await
+    .map_err(|e| JournalError::InvalidBatch(format!("indexing saga deadlines failed: {e}")))??;
+    Ok(entered)
 }

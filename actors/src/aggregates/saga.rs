@@ -897,6 +897,16 @@ impl Aggregate for Saga {
     const KIND: StreamKind = StreamKind::Saga;
     const SERVICE: Service = Service::Orders;
     const SENDS_COMMANDS: bool = true;
+    const WAKES: bool = true;
+
+    /// A saga waiting for replies wants its deadline; a finished or stuck
+    /// one (which only an operator or a late reply moves) wants nothing.
+    fn wake_at(&self) -> Option<i64> {
+        if self.is_terminal() || self.phase == SagaPhase::Stuck {
+            return None;
+        }
+        self.deadline.map(|d| d.timestamp_millis())
+    }
 
     fn aggregate_id(command: &SagaCommand) -> Uuid {
         command.saga_id().as_uuid()

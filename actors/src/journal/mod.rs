@@ -13,6 +13,8 @@
 //! | `unique` | index ++ value | the stream holding it |
 //! | `meta` | name | counters, the store's id |
 //! | `quarantine` | outbox position | an outbox row that could not be read, and why |
+//! | `deadlines` | wake-up time ++ stream key | (nothing): the streams to wake, by time |
+//! | `wake_at` | stream key | the stream's entry in `deadlines` |
 //!
 //! Everything one command causes is one [`AppendBatch`], written all or
 //! nothing in one sled transaction (shared with the other appends of its
@@ -27,11 +29,14 @@ mod keys;
 mod open;
 mod quarantine;
 mod records;
+mod schedule;
 mod writer;
 
 pub use error::JournalError;
 pub use quarantine::{CorruptRecord, OutboxBatch};
-pub use records::{AppendBatch, AppendReceipt, ConsumedOffset, OutboxRecord, StreamAppend};
+pub use records::{
+    AppendBatch, AppendReceipt, ConsumedOffset, OutboxRecord, Schedule, StreamAppend,
+};
 
 use keys::{event_key, offset_key, read_u64, split_event_key, unique_key};
 use open::{cursor, open_db, store_id};
@@ -134,6 +139,8 @@ pub(crate) struct Trees {
     unique: sled::Tree,
     meta: sled::Tree,
     quarantine: sled::Tree,
+    deadlines: sled::Tree,
+    wake_at: sled::Tree,
     stats: Stats,
 }
 
@@ -201,6 +208,8 @@ impl Journal {
             unique: tree("unique")?,
             meta: tree("meta")?,
             quarantine: tree("quarantine")?,
+            deadlines: tree("deadlines")?,
+            wake_at: tree("wake_at")?,
             stats: Stats::default(),
             db,
         });

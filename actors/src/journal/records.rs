@@ -62,6 +62,19 @@ pub struct AppendBatch {
     pub processed: Option<(CommandId, Vec<u8>)>,
     /// The consumer position to store.
     pub offset: Option<ConsumedOffset>,
+    /// A change of when a stream wants to be woken (the saga's next
+    /// deadline), kept in the deadline index with the events that set it.
+    pub schedule: Option<Schedule>,
+}
+
+/// When `stream` wants to be woken next: at `wake_at` (milliseconds since
+/// the Unix epoch), or never (`None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// The stream.
+    pub stream: StreamId,
+    /// When, or never.
+    pub wake_at: Option<i64>,
 }
 
 /// Where a committed batch landed.

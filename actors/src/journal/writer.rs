@@ -22,7 +22,8 @@
 
 use super::error::JournalError;
 use super::keys::{event_key, offset_key, read_u64, unique_key};
-use super::records::{AppendBatch, AppendReceipt, ConsumedOffset};
+use super::records::{AppendBatch, AppendReceipt, ConsumedOffset, Schedule};
+use super::schedule::{deadline_key, time_key};
 use super::{Trees, META_LOG_NEXT, META_OUTBOX_NEXT};
 use crate::aggregate::UniqueChange;
 use ordersaga_events::codec::{decode, encode, Format};
@@ -133,9 +134,22 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
         &trees.offsets,
         &trees.unique,
         &trees.meta,
+        &trees.deadlines,
+        &trees.wake_at,
     )
         .transaction(
-            |(events, versions, log, outbox, processed, offsets, unique, meta)| {
+            |(
+                events,
+                versions,
+                log,
+                outbox,
+                processed,
+                offsets,
+                unique,
+                meta,
+                deadlines,
+                wake_at,
+            )| {
                 let tx = Tx {
                     events,
                     versions,
@@ -144,6 +158,8 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
                     processed,
                     offsets,
                     unique,
+                    deadlines,
+                    wake_at,
                 };
                 // sled may run this closure again after a conflict: the
                 // outcomes and positions start afresh from the committed
@@ -241,9 +257,28 @@ struct Tx<'t> {
     processed: &'t TransactionalTree,
     offsets: &'t TransactionalTree,
     unique: &'t TransactionalTree,
+    deadlines: &'t TransactionalTree,
+    wake_at: &'t TransactionalTree,
 }
 
 impl Tx<'_> {
+    /// Moves `schedule.stream` in the deadline index to its new wake-up
+    /// time (or out of it).
+    fn reschedule(&self, schedule: &Schedule) -> Result<(), UnabortableTransactionError> {
+        let stream = schedule.stream.to_key();
+        if let Some(old) = self.wake_at.remove(&stream)? {
+            let mut key = old.to_vec();
+            key.extend_from_slice(&stream);
+            self.deadlines.remove(key)?;
+        }
+        if let Some(millis) = schedule.wake_at {
+            self.deadlines
+                .insert(deadline_key(millis, &schedule.stream), &[][..])?;
+            self.wake_at.insert(&stream, &time_key(millis)[..])?;
+        }
+        Ok(())
+    }
+
     /// Every check that can refuse `batch`, without writing anything. Reads
     /// see the writes of earlier batches in the group.
     fn check(&self, prepared: &Prepared<'_>) -> Result<(), CheckError> {
@@ -324,6 +359,9 @@ impl Tx<'_> {
             self.outbox
                 .insert(&next.outbox_next.to_be_bytes(), bytes.as_slice())?;
             next.outbox_next += 1;
+        }
+        if let Some(schedule) = &batch.schedule {
+            self.reschedule(schedule)?;
         }
         if let Some((offset, key, value)) = &prepared.offset {
             // Commands finish out of order across aggregates, so a position

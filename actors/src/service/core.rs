@@ -6,7 +6,7 @@ use super::config::ServiceConfig;
 use super::error::ServiceError;
 use crate::aggregate::{Aggregate, UniqueChange};
 use crate::journal::{
-    AppendBatch, ConsumedOffset, Journal, JournalError, OutboxRecord, StreamAppend,
+    AppendBatch, ConsumedOffset, Journal, JournalError, OutboxRecord, Schedule, StreamAppend,
 };
 use crate::recovery::{encode_snapshot, recover, stream_of, Recovered};
 use chrono::Utc;
@@ -276,7 +276,7 @@ impl<A: Aggregate> EntityCore<A> {
                     unique.extend(A::unique_changes(event));
                     stored.push(bytes);
                 }
-                if A::SENDS_COMMANDS && !events.is_empty() {
+                if (A::SENDS_COMMANDS || A::WAKES) && !events.is_empty() {
                     let mut after = self.state.clone();
                     for event in &events {
                         after.apply(event);
@@ -284,6 +284,12 @@ impl<A: Aggregate> EntityCore<A> {
                     batch
                         .outbox
                         .extend(A::commands(&self.state, &after, &events));
+                    if A::WAKES && after.wake_at() != self.state.wake_at() {
+                        batch.schedule = Some(Schedule {
+                            stream: self.stream,
+                            wake_at: after.wake_at(),
+                        });
+                    }
                 }
                 let sequences = (self.version + 1..=self.version + events.len() as u64).collect();
                 if !stored.is_empty() {
