@@ -29,9 +29,7 @@ fn serve(kafka: &ordersaga::kafka::KafkaConfig, data: &std::path::Path) -> Child
         // Topics are made by the test, so this also works on the embedded
         // broker, which has no CreateTopics API.
         .arg("--no-create-topics")
-        // The embedded broker does not hand a restarted static member its
-        // partitions: they wait for the killed member's session to expire.
-        .args(["--session-timeout-ms", "6000"])
+        .args(support::restart_args())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

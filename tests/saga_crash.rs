@@ -32,15 +32,12 @@ fn serve_orders(kafka: &ordersaga::kafka::KafkaConfig, data: &std::path::Path) -
         .args(["--partitions", &kafka.partitions.to_string()])
         .args([
             "--no-create-topics",
-            // The embedded broker does not hand a restarted static member
-            // its partitions: they wait for the killed member's session.
-            "--session-timeout-ms",
-            "6000",
             "--saga-step-timeout-ms",
             "2000",
             "--saga-step-budget-ms",
             "30000",
         ])
+        .args(support::restart_args())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -65,6 +65,21 @@ impl TestBroker {
     }
 }
 
+/// Extra `serve` arguments for tests that kill and restart a service.
+///
+/// The embedded broker does not hand a restarted static member its
+/// partitions: they wait until the killed member's session expires, so
+/// there a short session keeps the wait short. Tansu does hand them back,
+/// after pausing 3 s in the join and 3 s in the sync of a static member; a
+/// session shorter than that pause never completes a rejoin, so a real
+/// broker keeps the default.
+pub fn restart_args() -> Vec<&'static str> {
+    match std::env::var("ORDERSAGA_TEST_BROKERS") {
+        Ok(brokers) if !brokers.trim().is_empty() => Vec::new(),
+        _ => vec!["--session-timeout-ms", "6000"],
+    }
+}
+
 /// A plain rdkafka producer, as any client would use.
 pub fn producer(kafka: &KafkaConfig) -> FutureProducer {
     clients::simple_producer(kafka, "test-producer").unwrap()
