@@ -36,7 +36,7 @@ fn store_with_outbox(dir: &Path, n: u64) {
 
 /// Changes the store's raw `meta` tree, as damage on disk would.
 fn damage_meta(dir: &Path, change: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(dir.join("store")).unwrap();
+    let db = open_raw(&dir.join("store"));
     let meta = db.open_tree("meta").unwrap();
     change(&meta);
     db.flush().unwrap();
@@ -99,4 +99,24 @@ fn given_a_missing_counter_when_the_store_opens_then_it_is_derived_and_nothing_i
         .map(|(_, r)| r.key)
         .collect();
     assert_eq!(keys.len(), 4, "no record was overwritten");
+}
+
+/// Opens a store's raw sled files, as damage on disk would reach them. sled
+/// lets go of a closed store's file lock a moment after the close (its
+/// flusher thread ends on its own), so a lock still held is waited for,
+/// briefly.
+fn open_raw(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(err)
+                if err.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(err) => panic!("cannot open {}: {err}", path.display()),
+        }
+    }
 }
