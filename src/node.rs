@@ -40,7 +40,8 @@ pub struct NodeOptions {
     /// How long a stop keeps publishing the outbox. Default 5 s: what is left
     /// is published on the next start.
     pub publish_grace: Duration,
-    /// Timeouts and retries of new sagas. Default: 5 s, 3 attempts.
+    /// Timeouts and retries of new sagas. Default: 10 s steps, a 90 s budget
+    /// ([`SagaPolicy::default`]).
     pub saga: SagaPolicy,
     /// How often the saga timer looks for due sagas. Default 250 ms.
     pub saga_tick: Duration,
@@ -95,8 +96,6 @@ pub struct RunningService {
     progress: watch::Receiver<RelayProgress>,
     readiness: watch::Receiver<Readiness>,
     instance_id: String,
-    /// Whether this service runs the order saga.
-    runs_sagas: bool,
     actors: Vec<Box<dyn ServiceActors>>,
 }
 
@@ -138,7 +137,7 @@ impl RunningService {
     /// How many of the orders service's sagas are waiting for replies (are
     /// in the deadline index); `None` for other services.
     pub fn sagas_waiting(&self) -> Option<usize> {
-        self.runs_sagas.then(|| self.journal.scheduled())
+        (self.name == ServiceName::Orders).then(|| self.journal.scheduled())
     }
 
     /// Stops consuming, finishes the commands in flight, publishes what is
@@ -350,7 +349,6 @@ where
         progress: base.progress,
         readiness,
         instance_id: base.instance_id,
-        runs_sagas: false,
         actors: vec![Box::new(service)],
     })
 }
@@ -433,7 +431,6 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
         progress: base.progress,
         readiness,
         instance_id: base.instance_id,
-        runs_sagas: true,
         actors: vec![Box::new(orders), Box::new(sagas)],
     })
 }

@@ -3,6 +3,8 @@
 //! orders after it still get theirs, and `verify` names both the damaged
 //! stream and the order left without a saga.
 
+mod support;
+
 use ordersaga::saga::follower;
 use ordersaga_actors::aggregates::{Order, Saga};
 use ordersaga_actors::{Execute, Journal, Service, ServiceConfig};
@@ -55,7 +57,7 @@ async fn an_unreadable_order_event_is_skipped_loudly_and_later_orders_still_get_
     place(&path, damaged).await;
     {
         // The damaged order's Placed event: its bytes overwritten on disk.
-        let db = open_raw(&path);
+        let db = support::open_raw(&path);
         let events = db.open_tree("events").unwrap();
         let mut key = StreamId::new(StreamKind::Order, damaged.as_uuid())
             .to_key()
@@ -106,24 +108,4 @@ async fn an_unreadable_order_event_is_skipped_loudly_and_later_orders_still_get_
         report.violations
     );
     sagas.shutdown().await;
-}
-
-/// Opens a store's raw sled files, as damage on disk would reach them. sled
-/// lets go of a closed store's file lock a moment after the close (its
-/// flusher thread ends on its own), so a lock still held is waited for,
-/// briefly.
-fn open_raw(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(err)
-                if err.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(err) => panic!("cannot open {}: {err}", path.display()),
-        }
-    }
 }

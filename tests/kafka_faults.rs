@@ -149,7 +149,7 @@ async fn a_corrupt_outbox_row_is_quarantined_and_the_rest_still_published() {
     }
     // Damage the second row's bytes on disk.
     {
-        let db = open_raw(&store);
+        let db = support::open_raw(&store);
         let outbox = db.open_tree("outbox").unwrap();
         outbox
             .insert(2u64.to_be_bytes(), &[0x01, 0xff, 0xff, 0xff][..])
@@ -190,24 +190,4 @@ async fn a_corrupt_outbox_row_is_quarantined_and_the_rest_still_published() {
         "{:?}",
         report.violations
     );
-}
-
-/// Opens a store's raw sled files, as damage on disk would reach them. sled
-/// lets go of a closed store's file lock a moment after the close (its
-/// flusher thread ends on its own), so a lock still held is waited for,
-/// briefly.
-fn open_raw(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(err)
-                if err.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(err) => panic!("cannot open {}: {err}", path.display()),
-        }
-    }
 }

@@ -65,6 +65,26 @@ impl TestBroker {
     }
 }
 
+/// Opens a store's raw sled files, as damage on disk would reach them. sled
+/// lets go of a closed store's file lock a moment after the close (its
+/// flusher thread ends on its own), so a lock still held is waited for,
+/// briefly.
+pub fn open_raw(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(err)
+                if err.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(err) => panic!("cannot open {}: {err}", path.display()),
+        }
+    }
+}
+
 /// Extra `serve` arguments for tests that kill and restart a service.
 ///
 /// The embedded broker does not hand a restarted static member its

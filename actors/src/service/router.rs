@@ -145,9 +145,8 @@ impl<A: Aggregate> Router<A> {
         let core = match recovered {
             Ok(Ok(core)) => core,
             Ok(Err(err)) => {
-                let (what, detail) = describe(&err);
                 for work in waiting {
-                    work.fail(ServiceError::Journal(rebuild(&err, &what, &detail)));
+                    work.fail(ServiceError::Journal(copy_of(&err)));
                 }
                 return;
             }
@@ -276,24 +275,16 @@ fn deliver<A: Aggregate>(addr: &Addr<Entity<A>>, mailbox: &Mailbox, work: Parked
     }
 }
 
-/// What failed in a recovery, to tell every command that waited for it.
-fn describe(err: &JournalError) -> (String, String) {
+/// The same error again, for each command that waited for the recovery
+/// (journal errors are not `Clone`: sled's are not).
+fn copy_of(err: &JournalError) -> JournalError {
     match err {
-        JournalError::Corrupt { what, detail } => (what.clone(), detail.clone()),
-        other => (String::new(), other.to_string()),
-    }
-}
-
-/// The same error again, for one more waiting command (journal errors are
-/// not `Clone`: sled's are not).
-fn rebuild(err: &JournalError, what: &str, detail: &str) -> JournalError {
-    match err {
-        JournalError::Corrupt { .. } => JournalError::Corrupt {
-            what: what.to_owned(),
-            detail: detail.to_owned(),
+        JournalError::Corrupt { what, detail } => JournalError::Corrupt {
+            what: what.clone(),
+            detail: detail.clone(),
         },
         JournalError::Closed => JournalError::Closed,
-        _ => JournalError::Storage(sled::Error::Io(std::io::Error::other(detail.to_owned()))),
+        other => JournalError::Storage(sled::Error::Io(std::io::Error::other(other.to_string()))),
     }
 }
 
