@@ -65,6 +65,7 @@ fn batch(stream: StreamId, version: u64) -> AppendBatch {
         processed: Some((command_id, encode(Format::Bincode, &reply).expect("reply"))),
         offset: None,
         schedule: None,
+        archive: Vec::new(),
     }
 }
 

@@ -130,7 +130,7 @@ pub async fn run(kafka: &KafkaConfig, services: &[RunningService]) -> Result<(),
                 user_id: id,
                 email: format!("{name}.{tag}@example.com"),
                 username: name.into(),
-                password: Password(format!("{name}'s long password")),
+                password: Password::new(format!("{name}'s long password")),
             },
         )
         .await?;

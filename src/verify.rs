@@ -11,8 +11,8 @@
 //!   (reported), or still running (reported; an error when `finished` is
 //!   required).
 
-use ordersaga_actors::aggregates::{Order, Product, ReservationState, Saga, User};
-use ordersaga_actors::recovery::replay;
+use ordersaga_actors::aggregates::{Order, Product, Reservation, ReservationState, Saga, User};
+use ordersaga_actors::recovery::{archive_differences, recalled, replay, stream_of};
 use ordersaga_actors::{Aggregate, Journal, JournalError};
 use ordersaga_events::order::OrderStatus;
 use ordersaga_events::saga::SagaPhase;
@@ -62,6 +62,12 @@ fn all<A: Aggregate>(
         let (stream, version) = item?;
         match replay::<A>(journal, stream.id, None) {
             Ok(recovered) if recovered.version == version => {
+                if A::ARCHIVES {
+                    match archive_differences::<A>(journal, &stream) {
+                        Ok(found) => report.violations.extend(found),
+                        Err(err) => report.violations.push(format!("{stream}: {err}")),
+                    }
+                }
                 out.insert(stream.id, recovered.state);
             }
             Ok(recovered) => report.violations.push(format!(
@@ -72,6 +78,27 @@ fn all<A: Aggregate>(
         }
     }
     Ok(out)
+}
+
+/// `state` with closed item `key` recalled from `journal`'s archive; an
+/// unreadable archive entry is reported and the state is read as it is.
+fn with_recalled<A: Aggregate>(
+    journal: &Journal,
+    stream: &ordersaga_events::StreamId,
+    state: &A,
+    key: &str,
+    report: &mut Report,
+) -> A {
+    match recalled(journal, stream, state, key) {
+        Ok(Some(view)) => view,
+        Ok(None) => state.clone(),
+        Err(err) => {
+            report
+                .violations
+                .push(format!("{stream}: archive entry {key}: {err}"));
+            state.clone()
+        }
+    }
 }
 
 /// Outbox rows the relay set aside as unreadable: each is a record that was
@@ -193,15 +220,31 @@ pub fn check(
         };
         let order = order_states.get(&order_id.as_uuid());
         let status = order.and_then(|o| o.status());
+        // Closed charges and reservations live in the archive: read them as
+        // the services do.
+        let key = order_id.to_string();
         let charge = saga
             .user_id()
-            .and_then(|u| user_states.get(&u.as_uuid()))
-            .and_then(|u| u.charge(order_id).cloned());
-        let reservations = |product: ProductId| {
-            products
-                .get(&product.as_uuid())
-                .and_then(|p| p.reservation(order_id).cloned())
-        };
+            .and_then(|u| user_states.get(&u.as_uuid()).map(|state| (u, state)))
+            .and_then(|(u, state)| {
+                let stream = stream_of::<User>(u.as_uuid());
+                with_recalled(users, &stream, state, &key, &mut report)
+                    .charge(order_id)
+                    .cloned()
+            });
+        let mut held: HashMap<ProductId, Reservation> = HashMap::new();
+        for line in saga.lines() {
+            let Some(state) = products.get(&line.product_id.as_uuid()) else {
+                continue;
+            };
+            let stream = stream_of::<Product>(line.product_id.as_uuid());
+            if let Some(r) =
+                with_recalled(inventory, &stream, state, &key, &mut report).reservation(order_id)
+            {
+                held.insert(line.product_id, *r);
+            }
+        }
+        let reservations = |product: ProductId| held.get(&product).copied();
         match phase {
             SagaPhase::Completed => {
                 if !matches!(

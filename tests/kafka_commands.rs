@@ -22,7 +22,7 @@ fn register(user_id: UserId) -> CommandEnvelope<UserCommand> {
         user_id,
         email: format!("{user_id}@example.com"),
         username: "kafka tester".into(),
-        password: Password("a long password".into()),
+        password: Password::new("a long password"),
     })
     .reply_to(REPLIES)
 }

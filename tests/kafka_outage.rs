@@ -50,7 +50,7 @@ async fn a_broker_outage_delays_but_loses_and_repeats_nothing() {
                 user_id: *user_id,
                 email: format!("outage{i}@example.com"),
                 username: format!("user {i}"),
-                password: Password("a long password".into()),
+                password: Password::new("a long password"),
             })
             .reply_to(REPLIES),
         ));

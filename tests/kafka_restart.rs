@@ -63,7 +63,7 @@ async fn a_killed_service_resumes_without_losing_or_repeating_commands() {
                 user_id: *user_id,
                 email: format!("restart{i}@example.com"),
                 username: format!("user {i}"),
-                password: Password("a long password".into()),
+                password: Password::new("a long password"),
             })
             .reply_to(REPLIES),
         ));

@@ -101,7 +101,7 @@ async fn sagas_survive_a_killed_orders_service() {
                 user_id: *user_id,
                 email: format!("{user_id}@example.com"),
                 username: "shopper".into(),
-                password: Password("a long password".into()),
+                password: Password::new("a long password"),
             }),
         )
         .await;

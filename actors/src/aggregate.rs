@@ -96,6 +96,53 @@ pub trait Aggregate:
     /// Whether [`Aggregate::wake_at`] can return anything.
     const WAKES: bool = false;
 
+    /// The item (an order id) that `event` closes, or changes after it
+    /// closed. `apply` drops closed items from the state, so the state and
+    /// its snapshot hold open items only; the journal's archive index keeps,
+    /// per item, the latest event about it, written with that event. None by
+    /// default.
+    fn archive_key(event: &Self::Event) -> Option<String> {
+        let _ = event;
+        None
+    }
+
+    /// The closed item whose record `decide` needs for `command` (for
+    /// example, to refuse a second reservation for one order). The service
+    /// finds the item's latest event in the archive and hands it to
+    /// [`Aggregate::recall`] on a copy of the state before deciding.
+    fn recall_key(command: &Self::Command) -> Option<String> {
+        let _ = command;
+        None
+    }
+
+    /// Puts a closed item back into a copy of the state, from the latest
+    /// event about it, so that `decide` sees it. The copy is thrown away
+    /// after the decision; `apply` never relies on recalled items.
+    fn recall(&mut self, event: &Self::Event) {
+        let _ = event;
+    }
+
+    /// Whether this aggregate archives closed items.
+    const ARCHIVES: bool = false;
+
+    /// The layout of the state inside a snapshot. Bump it when what the
+    /// state keeps changes (for example, when closed items leave it): older
+    /// snapshots are then ignored and the stream is replayed.
+    const STATE_VERSION: u8 = 0;
+
+    /// Costly work a command needs before `decide` that does not depend on
+    /// the state, such as hashing a password. The service runs it on a
+    /// blocking thread, so that no actor waits for it, and `decide` stays a
+    /// pure, quick function. A rejection here answers the command as a
+    /// rejection from `decide` would. Nothing by default.
+    fn prepare(command: &mut Self::Command) -> Result<(), Self::Rejection> {
+        let _ = command;
+        Ok(())
+    }
+
+    /// Whether [`Aggregate::prepare`] does anything.
+    const PREPARES: bool = false;
+
     /// What an accepted command that caused `events` hands back to its
     /// requester in the reply (none by default).
     fn result(events: &[Self::Event]) -> Option<ordersaga_events::CommandResult> {

@@ -24,13 +24,22 @@ pub fn stream_of<A: Aggregate>(id: Uuid) -> StreamId {
     StreamId::new(A::KIND, id)
 }
 
-/// How a snapshot is stored: the event schema version it was taken under,
-/// then the state. A snapshot from another schema, or one that no longer
-/// decodes, is ignored and the stream is replayed in full.
+/// How a snapshot is stored: the layout it was taken under, then the state.
+/// A snapshot of another layout, or one that no longer decodes, is ignored
+/// and the stream is replayed in full.
 #[derive(Serialize, Deserialize)]
 struct SnapshotRecord<A> {
+    /// [`snapshot_layout`] when it was taken.
     schema_version: u16,
     state: A,
+}
+
+/// The snapshot layout of `A`: the event schema version in the low byte and
+/// the state's own layout ([`Aggregate::STATE_VERSION`]) in the high byte.
+/// Snapshots taken before the state had a version carry a zero high byte,
+/// so they still match an aggregate whose state never changed.
+fn snapshot_layout<A: Aggregate>() -> u16 {
+    (A::Event::SCHEMA_VERSION & 0xff) | (u16::from(A::STATE_VERSION) << 8)
 }
 
 /// Encodes a snapshot of `state`.
@@ -38,7 +47,7 @@ pub fn encode_snapshot<A: Aggregate>(state: &A) -> Result<Vec<u8>, JournalError>
     encode(
         Format::Bincode,
         &SnapshotRecord {
-            schema_version: A::Event::SCHEMA_VERSION,
+            schema_version: snapshot_layout::<A>(),
             state: state.clone(),
         },
     )
@@ -107,7 +116,7 @@ pub fn recover<A: Aggregate>(journal: &Journal, id: Uuid) -> Result<Recovered<A>
     });
     let start = match snapshot {
         Some((version, bytes)) => match decode::<SnapshotRecord<A>>(&bytes) {
-            Ok(snapshot) if snapshot.schema_version == A::Event::SCHEMA_VERSION => Recovered {
+            Ok(snapshot) if snapshot.schema_version == snapshot_layout::<A>() => Recovered {
                 state: snapshot.state,
                 version,
             },
@@ -143,4 +152,78 @@ pub fn replay<A: Aggregate>(
         version: 0,
     };
     fold(journal, &stream_of::<A>(id), start, until)
+}
+
+/// The marker of a store whose archive index has been built from its log.
+const ARCHIVE_INDEXED: &str = "archive-indexed-v1";
+
+/// Builds the archive index of every `A` stream from its events, once per
+/// store (a marker remembers it). Stores written before the index existed
+/// kept closed items in their states; without this, replaying them under the
+/// new state layout would forget those items. New stores have nothing to do.
+pub fn index_archive<A: Aggregate>(journal: &Journal) -> Result<usize, JournalError> {
+    if !A::ARCHIVES || journal.marker(ARCHIVE_INDEXED)? {
+        return Ok(0);
+    }
+    let mut written = 0;
+    let streams: Vec<StreamId> = journal
+        .streams(Some(A::KIND))
+        .map(|item| item.map(|(stream, _)| stream))
+        .collect::<Result<_, _>>()?;
+    for stream in streams {
+        written += journal.archive_from_log(&stream, |sequence, bytes| {
+            let envelope = decode_stored::<A>(&stream, sequence, bytes)?;
+            Ok(A::archive_key(&envelope.payload))
+        })?;
+    }
+    journal.set_marker(ARCHIVE_INDEXED)?;
+    Ok(written)
+}
+
+/// A copy of `state` (of `stream`) with the closed item `key` put back from
+/// the archive, or `None` when nothing is archived under `key`. What the
+/// service decides on, and what checks read a closed order's records from.
+pub fn recalled<A: Aggregate>(
+    journal: &Journal,
+    stream: &StreamId,
+    state: &A,
+    key: &str,
+) -> Result<Option<A>, JournalError> {
+    let Some((sequence, bytes)) = journal.archived(stream, key)? else {
+        return Ok(None);
+    };
+    let event = decode_stored::<A>(stream, sequence, &bytes)?;
+    let mut view = state.clone();
+    view.recall(&event.payload);
+    Ok(Some(view))
+}
+
+/// Where the archive index of `stream` disagrees with its events: one
+/// sentence per item. The index is derived from the log, so any difference
+/// is damage.
+pub fn archive_differences<A: Aggregate>(
+    journal: &Journal,
+    stream: &StreamId,
+) -> Result<Vec<String>, JournalError> {
+    let mut latest: std::collections::BTreeMap<String, u64> = Default::default();
+    for item in journal.read_stream(stream, 1) {
+        let (sequence, bytes) = item?;
+        if let Some(key) = A::archive_key(&decode_stored::<A>(stream, sequence, &bytes)?.payload) {
+            latest.insert(key, sequence);
+        }
+    }
+    let mut differences = Vec::new();
+    for (key, sequence) in latest {
+        match journal.archived(stream, &key) {
+            Ok(Some((stored, _))) if stored == sequence => {}
+            Ok(Some((stored, _))) => differences.push(format!(
+                "{stream}: archive entry {key} points at event #{stored}, the log says #{sequence}"
+            )),
+            Ok(None) => differences.push(format!(
+                "{stream}: archive entry {key} is missing (the log closes it at #{sequence})"
+            )),
+            Err(err) => differences.push(format!("{stream}: archive entry {key}: {err}")),
+        }
+    }
+    Ok(differences)
 }

@@ -1,5 +1,7 @@
 //! A given/when/then harness for aggregate rules. It touches no disk and no
-//! broker.
+//! broker, but decides as the service does: it runs [`Aggregate::prepare`]
+//! first, and recalls a closed item from an in-memory archive of the given
+//! events (see [`Aggregate::recall`]).
 //!
 //! ```
 //! use ordersaga_actors::aggregates::Order;
@@ -14,10 +16,12 @@
 
 use crate::aggregate::Aggregate;
 use ordersaga_events::reply::ReasonCode;
+use std::collections::HashMap;
 
 /// The `given` half: an aggregate built from past events.
 pub struct AggregateTest<A: Aggregate> {
     state: A,
+    archive: HashMap<String, A::Event>,
 }
 
 /// The `when` half: the result of deciding one command.
@@ -29,8 +33,13 @@ pub struct AggregateResult<A: Aggregate> {
 impl<A: Aggregate> AggregateTest<A> {
     /// An aggregate that has seen `events`.
     pub fn given(events: Vec<A::Event>) -> Self {
+        let archive = events
+            .iter()
+            .filter_map(|event| A::archive_key(event).map(|key| (key, event.clone())))
+            .collect();
         Self {
             state: A::from_events(&events),
+            archive,
         }
     }
 
@@ -39,9 +48,12 @@ impl<A: Aggregate> AggregateTest<A> {
         Self::given(Vec::new())
     }
 
-    /// Decides `command` against the given state.
-    pub fn when(self, command: A::Command) -> AggregateResult<A> {
-        let result = self.state.decide(&command);
+    /// Decides `command` against the given state, as the service would.
+    pub fn when(self, mut command: A::Command) -> AggregateResult<A> {
+        let result = match A::prepare(&mut command) {
+            Err(rejection) => Err(rejection),
+            Ok(()) => decide_recalled(&self.state, &self.archive, &command),
+        };
         AggregateResult {
             state: self.state,
             result,
@@ -92,5 +104,22 @@ impl<A: Aggregate> AggregateResult<A> {
             }
         }
         check(&self.result, &state);
+    }
+}
+
+/// Decides `command` on `state`, with the closed item it needs recalled from
+/// `archive` (the latest event per item), as the service does.
+pub fn decide_recalled<A: Aggregate>(
+    state: &A,
+    archive: &HashMap<String, A::Event>,
+    command: &A::Command,
+) -> Result<Vec<A::Event>, A::Rejection> {
+    match A::recall_key(command).and_then(|key| archive.get(&key)) {
+        Some(event) => {
+            let mut view = state.clone();
+            view.recall(event);
+            view.decide(command)
+        }
+        None => state.decide(command),
     }
 }

@@ -110,6 +110,7 @@ fn command(stream: StreamId, expected: u64, payloads: Vec<UserEvent>) -> AppendB
         processed: Some((command_id, encode(Format::Bincode, &reply).expect("reply"))),
         offset: None,
         schedule: None,
+        archive: Vec::new(),
     }
 }
 

@@ -82,6 +82,7 @@ fn command(
         processed: Some((command_id, stream.to_key().to_vec())),
         offset: None,
         schedule: None,
+        archive: Vec::new(),
     }
 }
 

@@ -117,7 +117,7 @@ async fn apply_op(s: &Services, ids: &Ids, model: &mut Model, op: &Op) {
                 user_id: ids.users[u],
                 email: format!("person{e}@example.com"),
                 username: format!("person {u}"),
-                password: Password("long enough secret".into()),
+                password: Password::new("long enough secret"),
             });
             r.await.unwrap();
         }

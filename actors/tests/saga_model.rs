@@ -16,6 +16,7 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ordersaga_actors::aggregates::{Order, Product, ReservationState, Saga, User};
 use ordersaga_actors::journal::OutboxRecord;
+use ordersaga_actors::testing::decide_recalled;
 use ordersaga_actors::Aggregate;
 use ordersaga_events::codec;
 use ordersaga_events::inventory::{InventoryCommand, InventoryEvent};
@@ -188,6 +189,10 @@ struct World {
     order: Order,
     user: User,
     products: BTreeMap<ProductId, Product>,
+    /// Each aggregate's archive of closed items (the latest event per item),
+    /// as the journal keeps it.
+    user_archive: HashMap<String, UserEvent>,
+    product_archives: BTreeMap<ProductId, HashMap<String, InventoryEvent>>,
     initial_balance: u64,
     initial_stock: BTreeMap<ProductId, u64>,
     /// In-flight commands, FIFO per target aggregate.
@@ -207,17 +212,23 @@ struct World {
 /// command id gets the first reply and changes nothing.
 fn execute<A: Aggregate>(
     state: &mut A,
+    archive: &mut HashMap<String, A::Event>,
     processed: &mut HashMap<CommandId, Reply>,
-    envelope: CommandEnvelope<A::Command>,
+    mut envelope: CommandEnvelope<A::Command>,
 ) -> (Reply, Vec<A::Event>) {
     if let Some(reply) = processed.get(&envelope.command_id) {
         return (reply.clone(), Vec::new());
     }
     let stream = StreamId::new(A::KIND, A::aggregate_id(&envelope.command));
-    let (outcome, result, events) = match state.decide(&envelope.command) {
+    let decided = A::prepare(&mut envelope.command)
+        .and_then(|()| decide_recalled(state, archive, &envelope.command));
+    let (outcome, result, events) = match decided {
         Ok(events) => {
             for event in &events {
                 state.apply(event);
+                if let Some(key) = A::archive_key(event) {
+                    archive.insert(key, event.clone());
+                }
             }
             let result = A::result(&events);
             (Outcome::Accepted { sequences: vec![] }, result, events)
@@ -301,6 +312,8 @@ impl World {
             order,
             user,
             products,
+            user_archive: HashMap::new(),
+            product_archives: BTreeMap::new(),
             initial_balance,
             initial_stock,
             commands: BTreeMap::new(),
@@ -370,17 +383,32 @@ impl World {
                     .products
                     .get_mut(&envelope.command.product_id())
                     .ok_or_else(|| TestCaseError::fail("command for an unknown product"))?;
-                execute(product, &mut self.processed, envelope).0
+                let archive = self
+                    .product_archives
+                    .entry(envelope.command.product_id())
+                    .or_default();
+                execute(product, archive, &mut self.processed, envelope).0
             }
             USERS_COMMANDS => {
                 let envelope: CommandEnvelope<UserCommand> =
                     codec::decode(&record.payload).map_err(undecodable)?;
-                execute(&mut self.user, &mut self.processed, envelope).0
+                execute(
+                    &mut self.user,
+                    &mut self.user_archive,
+                    &mut self.processed,
+                    envelope,
+                )
+                .0
             }
             ORDERS_COMMANDS => {
                 let envelope: CommandEnvelope<OrderCommand> =
                     codec::decode(&record.payload).map_err(undecodable)?;
-                let (reply, events) = execute(&mut self.order, &mut self.processed, envelope);
+                let (reply, events) = execute(
+                    &mut self.order,
+                    &mut HashMap::new(),
+                    &mut self.processed,
+                    envelope,
+                );
                 self.order_events(&events);
                 reply
             }
@@ -548,6 +576,13 @@ impl World {
         )))
     }
 
+    /// Product `id` with `key`'s closed reservation recalled, if archived.
+    fn recalled_product(&self, id: ProductId, key: &str) -> Product {
+        let empty = HashMap::new();
+        let archive = self.product_archives.get(&id).unwrap_or(&empty);
+        recalled(&self.products[&id], archive, key)
+    }
+
     fn check(&self) -> Result<(), TestCaseError> {
         // Replaying the saga's events yields the live state.
         prop_assert_eq!(&Saga::from_events(&self.saga_events), &self.saga);
@@ -571,8 +606,11 @@ impl World {
             prop_assert_eq!(product.reserved(), held, "reserved of {}", id);
         }
 
-        // Money.
-        let charge = self.user.charge(order_id());
+        // Money. The order's charge and reservations are read as the
+        // service reads them: held in the state, or recalled from the archive.
+        let key = order_id().to_string();
+        let user = recalled(&self.user, &self.user_archive, &key);
+        let charge = user.charge(order_id());
         let net = self.user.total_charged().0 - self.user.total_refunded().0;
         prop_assert_eq!(self.user.balance().0 + net, self.initial_balance);
 
@@ -587,7 +625,8 @@ impl World {
                 prop_assert!(total.is_some());
                 prop_assert_eq!(self.order.total(), total);
                 for line in lines {
-                    let reservation = self.products[&line.product_id].reservation(order_id());
+                    let product = self.recalled_product(line.product_id, &key);
+                    let reservation = product.reservation(order_id());
                     prop_assert!(
                         matches!(reservation, Some(r) if r.state == ReservationState::Committed
                             && r.quantity == line.quantity),
@@ -596,14 +635,14 @@ impl World {
                         reservation
                     );
                 }
-                prop_assert_eq!(self.user.charges().len(), 1);
                 prop_assert!(matches!(charge, Some(c) if !c.refunded && Some(c.amount) == total));
                 prop_assert_eq!(Some(Cents(net)), total);
             }
             SagaPhase::Aborted => {
                 prop_assert_eq!(self.order.status(), Some(OrderStatus::Cancelled));
                 for line in lines {
-                    let reservation = self.products[&line.product_id].reservation(order_id());
+                    let product = self.recalled_product(line.product_id, &key);
+                    let reservation = product.reservation(order_id());
                     prop_assert!(
                         matches!(
                             reservation.map(|r| r.state),
@@ -804,4 +843,13 @@ fn a_completed_saga_cancelled_by_the_user_gives_everything_back() {
     assert_eq!(world.saga.phase(), SagaPhase::Aborted);
     assert_eq!(world.saga.reason(), Some("cancelled_by_user"));
     assert_eq!(world.user.balance(), Cents(10_000));
+}
+
+/// `state` with item `key` recalled from `archive`, if it is there.
+fn recalled<A: Aggregate>(state: &A, archive: &HashMap<String, A::Event>, key: &str) -> A {
+    let mut view = state.clone();
+    if let Some(event) = archive.get(key) {
+        view.recall(event);
+    }
+    view
 }

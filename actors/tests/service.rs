@@ -26,7 +26,7 @@ fn register(user_id: UserId, email: &str) -> UserCommand {
         user_id,
         email: email.into(),
         username: "someone".into(),
-        password: Password("correct horse battery".into()),
+        password: Password::new("correct horse battery"),
     }
 }
 

@@ -7,15 +7,61 @@ use crate::reply::ReasonCode;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A plaintext password in a registration command. It is hashed (argon2) by the
-/// users service and never stored or logged; `Debug` prints `***`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Password(pub String);
+/// The password of a registration command. On the wire it is the plaintext
+/// string; the users service hashes it (argon2id) on a blocking thread before
+/// deciding ([`Password::set_hash`]) and drops the plaintext then. It is never
+/// stored, published or logged: `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password {
+    plaintext: String,
+    /// The PHC hash string, once the service has computed it. Never on the
+    /// wire.
+    hash: Option<String>,
+}
+
+impl Password {
+    /// A plaintext password, as a client sends it.
+    pub fn new(plaintext: impl Into<String>) -> Self {
+        Self {
+            plaintext: plaintext.into(),
+            hash: None,
+        }
+    }
+
+    /// The plaintext; empty once hashed.
+    pub fn plaintext(&self) -> &str {
+        &self.plaintext
+    }
+
+    /// The argon2 PHC string, once computed.
+    pub fn hash(&self) -> Option<&str> {
+        self.hash.as_deref()
+    }
+
+    /// Records the hash and forgets the plaintext.
+    pub fn set_hash(&mut self, hash: String) {
+        self.plaintext = String::new();
+        self.hash = Some(hash);
+    }
+}
 
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
+    }
+}
+
+// On the wire a password is its plaintext string, as it always was; the hash
+// exists only inside the service.
+impl Serialize for Password {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.plaintext)
+    }
+}
+
+impl<'de> Deserialize<'de> for Password {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Password::new)
     }
 }
 

@@ -26,7 +26,7 @@ fn user_commands() -> Vec<UserCommand> {
             user_id,
             email: "a@example.com".into(),
             username: "ä ✓".into(),
-            password: Password("secret password".into()),
+            password: Password::new("secret password"),
         },
         UserCommand::Deposit {
             user_id,

@@ -337,7 +337,7 @@ pub(super) async fn measure(
                 user_id,
                 email: format!("bench-{tag}-{i}@example.com"),
                 username: format!("bench user {i}"),
-                password: Password(format!("bench password {tag}")),
+                password: Password::new(format!("bench password {tag}")),
             },
         )?);
     }

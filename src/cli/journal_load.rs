@@ -231,5 +231,6 @@ fn command_batch(
             next_offset,
         }),
         schedule: None,
+        archive: Vec::new(),
     })
 }

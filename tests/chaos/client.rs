@@ -186,7 +186,7 @@ impl Client {
             user_id,
             email: format!("{user_id}@example.com"),
             username: "chaos".into(),
-            password: Password("a long password".into()),
+            password: Password::new("a long password"),
         };
         let topic = ordersaga_events::topics::USERS_COMMANDS;
         self.send(topic, user_id.to_string(), "register", register)

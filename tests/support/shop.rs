@@ -104,7 +104,7 @@ impl Shop {
                 user_id,
                 email: format!("{user_id}@example.com"),
                 username: "shopper".into(),
-                password: Password("a long password".into()),
+                password: Password::new("a long password"),
             },
         )
         .await;

@@ -15,8 +15,11 @@ const MAX_SKU_CHARS: usize = 64;
 /// Longest accepted product name.
 const MAX_NAME_CHARS: usize = 200;
 
-/// Where an order's reservation of this product is. Records are never
-/// removed, so a finished order cannot reserve again by mistake.
+/// Where an order's reservation of this product is. Only held reservations
+/// stay in the live state; a closed one (released, committed, returned)
+/// leaves it for the journal's archive, from which it is recalled for a
+/// decision about its order, so a finished order cannot reserve again by
+/// mistake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReservationState {
@@ -30,7 +33,8 @@ pub enum ReservationState {
     Returned,
 }
 
-/// One order's reservation of this product.
+/// One order's reservation of this product. A recalled closed reservation
+/// carries no unit price (zero): only a held one is priced from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     /// Units reserved.
@@ -59,6 +63,8 @@ pub struct Product {
     total_restocked: u64,
     total_committed: u64,
     total_returned: u64,
+    /// Held reservations, plus a closed one recalled for the decision at
+    /// hand (see [`Aggregate::recall`]).
     reservations: BTreeMap<OrderId, Reservation>,
 }
 
@@ -123,12 +129,13 @@ impl Product {
         self.total_returned
     }
 
-    /// The reservation `order_id` made, in whatever state it is now.
+    /// The reservation `order_id` made: a held one, or a closed one that
+    /// has been recalled into this copy of the state.
     pub fn reservation(&self, order_id: OrderId) -> Option<&Reservation> {
         self.reservations.get(&order_id)
     }
 
-    /// Every reservation ever made, by order.
+    /// The held reservations, by order.
     pub fn reservations(&self) -> &BTreeMap<OrderId, Reservation> {
         &self.reservations
     }
@@ -250,17 +257,12 @@ impl Product {
         }])
     }
 
-    /// Moves `order_id`'s reservation from `from` to `to`; `false` (and no
-    /// change) when it is not in `from`.
-    fn transition(
-        &mut self,
-        order_id: OrderId,
-        from: ReservationState,
-        to: ReservationState,
-    ) -> bool {
-        match self.reservations.get_mut(&order_id) {
-            Some(reservation) if reservation.state == from => {
-                reservation.state = to;
+    /// Closes `order_id`'s held reservation (it moves to the archive);
+    /// `false` (and no change) when it is not held.
+    fn close_held(&mut self, order_id: OrderId) -> bool {
+        match self.reservations.get(&order_id) {
+            Some(reservation) if reservation.state == ReservationState::Held => {
+                self.reservations.remove(&order_id);
                 true
             }
             _ => false,
@@ -302,6 +304,51 @@ impl Aggregate for Product {
             InventoryCommand::Return { order_id, .. } => self.decide_return(*order_id),
         }
     }
+
+    fn archive_key(event: &InventoryEvent) -> Option<String> {
+        match event {
+            InventoryEvent::Released { order_id, .. }
+            | InventoryEvent::Committed { order_id, .. }
+            | InventoryEvent::Returned { order_id, .. } => Some(order_id.to_string()),
+            _ => None,
+        }
+    }
+
+    fn recall_key(command: &InventoryCommand) -> Option<String> {
+        // Release and commit need a held reservation, which is in memory.
+        match command {
+            InventoryCommand::Reserve { order_id, .. }
+            | InventoryCommand::Return { order_id, .. } => Some(order_id.to_string()),
+            _ => None,
+        }
+    }
+
+    fn recall(&mut self, event: &InventoryEvent) {
+        let (order_id, quantity, state) = match event {
+            InventoryEvent::Released { order_id, quantity } => {
+                (order_id, quantity, ReservationState::Released)
+            }
+            InventoryEvent::Committed { order_id, quantity } => {
+                (order_id, quantity, ReservationState::Committed)
+            }
+            InventoryEvent::Returned { order_id, quantity } => {
+                (order_id, quantity, ReservationState::Returned)
+            }
+            _ => return,
+        };
+        self.reservations.insert(
+            *order_id,
+            Reservation {
+                quantity: *quantity,
+                unit_price: Cents::ZERO,
+                state,
+            },
+        );
+    }
+
+    const ARCHIVES: bool = true;
+    // 1: closed reservations left the state for the archive.
+    const STATE_VERSION: u8 = 1;
 
     fn result(events: &[InventoryEvent]) -> Option<CommandResult> {
         events.iter().find_map(|event| match event {
@@ -360,34 +407,23 @@ impl Aggregate for Product {
                 }
             }
             InventoryEvent::Released { order_id, quantity } => {
-                if self.transition(
-                    *order_id,
-                    ReservationState::Held,
-                    ReservationState::Released,
-                ) {
+                if self.close_held(*order_id) {
                     self.reserved = self.reserved.saturating_sub(*quantity);
                 }
             }
             InventoryEvent::Committed { order_id, quantity } => {
-                if self.transition(
-                    *order_id,
-                    ReservationState::Held,
-                    ReservationState::Committed,
-                ) {
+                if self.close_held(*order_id) {
                     self.reserved = self.reserved.saturating_sub(*quantity);
                     self.on_hand = self.on_hand.saturating_sub(*quantity);
                     self.total_committed = self.total_committed.saturating_add(*quantity);
                 }
             }
             InventoryEvent::Returned { order_id, quantity } => {
-                if self.transition(
-                    *order_id,
-                    ReservationState::Committed,
-                    ReservationState::Returned,
-                ) {
-                    self.on_hand = self.on_hand.saturating_add(*quantity);
-                    self.total_returned = self.total_returned.saturating_add(*quantity);
-                }
+                // The committed reservation is in the archive, not here:
+                // `decide` recalled it to allow exactly one return.
+                self.reservations.remove(order_id);
+                self.on_hand = self.on_hand.saturating_add(*quantity);
+                self.total_returned = self.total_returned.saturating_add(*quantity);
             }
         }
     }

@@ -5,7 +5,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use ordersaga_events::topics::Service;
-use ordersaga_events::user::{UserCommand, UserEvent, UserRejection};
+use ordersaga_events::user::{Password, UserCommand, UserEvent, UserRejection};
 use ordersaga_events::CommandResult;
 use ordersaga_events::{Cents, OrderId, StreamKind, UserId};
 use serde::{Deserialize, Serialize};
@@ -38,8 +38,11 @@ pub enum UserStatus {
     Deleted,
 }
 
-/// What one order was charged, kept so a refund returns exactly that and a
-/// second charge for the same order is refused even after a refund.
+/// What one order was charged. A charge leaves the live state once made (the
+/// journal's archive remembers it), so the state's size does not grow with
+/// orders; it is recalled for a decision about its order, so a refund returns
+/// exactly that and a second charge for the same order is refused even after
+/// a refund.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRecord {
     /// The amount taken.
@@ -65,6 +68,8 @@ pub struct User {
     total_deposited: Cents,
     total_charged: Cents,
     total_refunded: Cents,
+    /// Only the charge recalled from the archive for the decision at hand;
+    /// empty in the live state (see [`Aggregate::recall`]).
     charges: BTreeMap<OrderId, ChargeRecord>,
 }
 
@@ -119,14 +124,10 @@ impl User {
         self.total_refunded
     }
 
-    /// The charge made for `order_id`, if any.
+    /// The charge made for `order_id`, if it has been recalled into this
+    /// copy of the state (charges live in the journal's archive).
     pub fn charge(&self, order_id: OrderId) -> Option<&ChargeRecord> {
         self.charges.get(&order_id)
-    }
-
-    /// Every charge, by order.
-    pub fn charges(&self) -> &BTreeMap<OrderId, ChargeRecord> {
-        &self.charges
     }
 
     /// Whether `plaintext` is this account's password. `false` when
@@ -159,32 +160,26 @@ impl User {
         user_id: UserId,
         email: &str,
         username: &str,
-        password: &str,
+        password: &Password,
     ) -> Result<Vec<UserEvent>, UserRejection> {
         if self.is_registered() {
             return Err(UserRejection::AlreadyRegistered);
         }
-        let email = normalise_email(email)?;
-        let username = username.trim();
-        let username_chars = username.chars().count();
-        if username_chars == 0
-            || username_chars > MAX_USERNAME_CHARS
-            || username.chars().any(char::is_control)
-        {
-            return Err(UserRejection::InvalidUsername);
+        let (email, username) = validate_identity(email, username)?;
+        // `prepare` checked the plaintext before it replaced it with a hash.
+        if password.hash().is_none() {
+            check_password(password.plaintext())?;
         }
-        if password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(UserRejection::WeakPassword);
-        }
-        let salt = SaltString::generate(&mut OsRng);
-        let password_hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| UserRejection::Hashing(e.to_string()))?
-            .to_string();
+        let password_hash = password
+            .hash()
+            .ok_or_else(|| {
+                UserRejection::Hashing("the password was not hashed before deciding".into())
+            })?
+            .to_owned();
         Ok(vec![UserEvent::Registered {
             user_id,
             email,
-            username: username.to_owned(),
+            username,
             password_hash,
         }])
     }
@@ -261,6 +256,29 @@ impl User {
     }
 }
 
+/// The normalised email and trimmed username of a registration, or why it
+/// is refused (email first, as a client reads its mistakes).
+fn validate_identity(email: &str, username: &str) -> Result<(String, String), UserRejection> {
+    let email = normalise_email(email)?;
+    let username = username.trim();
+    let username_chars = username.chars().count();
+    if username_chars == 0
+        || username_chars > MAX_USERNAME_CHARS
+        || username.chars().any(char::is_control)
+    {
+        return Err(UserRejection::InvalidUsername);
+    }
+    Ok((email, username.to_owned()))
+}
+
+/// Refuses a password that is too short.
+fn check_password(plaintext: &str) -> Result<(), UserRejection> {
+    if plaintext.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(UserRejection::WeakPassword);
+    }
+    Ok(())
+}
+
 /// Trims and lower-cases `raw` and checks it is a plausible address. This is
 /// deliberately not full RFC 5322: it refuses what is surely wrong and leaves
 /// deliverability to the mail server.
@@ -302,7 +320,7 @@ impl Aggregate for User {
                 email,
                 username,
                 password,
-            } => self.decide_register(*user_id, email, username, &password.0),
+            } => self.decide_register(*user_id, email, username, password),
             UserCommand::Deposit { amount, .. } => self.decide_deposit(*amount),
             UserCommand::Charge {
                 order_id, amount, ..
@@ -312,6 +330,79 @@ impl Aggregate for User {
             UserCommand::Delete { .. } => self.decide_delete(),
         }
     }
+
+    /// Hashes a registration's password (argon2id, tens of milliseconds by
+    /// design) away from the actors. An invalid registration is left as it
+    /// is, for `decide` to refuse without paying for a hash.
+    fn prepare(command: &mut UserCommand) -> Result<(), UserRejection> {
+        let UserCommand::Register {
+            email,
+            username,
+            password,
+            ..
+        } = command
+        else {
+            return Ok(());
+        };
+        if password.hash().is_some()
+            || validate_identity(email, username).is_err()
+            || check_password(password.plaintext()).is_err()
+        {
+            return Ok(());
+        }
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = Argon2::default()
+            .hash_password(password.plaintext().as_bytes(), &salt)
+            .map_err(|e| UserRejection::Hashing(e.to_string()))?
+            .to_string();
+        password.set_hash(hash);
+        Ok(())
+    }
+
+    const PREPARES: bool = true;
+
+    fn archive_key(event: &UserEvent) -> Option<String> {
+        match event {
+            UserEvent::Charged { order_id, .. } | UserEvent::Refunded { order_id, .. } => {
+                Some(order_id.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    fn recall_key(command: &UserCommand) -> Option<String> {
+        match command {
+            UserCommand::Charge { order_id, .. } | UserCommand::Refund { order_id, .. } => {
+                Some(order_id.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    fn recall(&mut self, event: &UserEvent) {
+        let (order_id, record) = match event {
+            UserEvent::Charged { order_id, amount } => (
+                order_id,
+                ChargeRecord {
+                    amount: *amount,
+                    refunded: false,
+                },
+            ),
+            UserEvent::Refunded { order_id, amount } => (
+                order_id,
+                ChargeRecord {
+                    amount: *amount,
+                    refunded: true,
+                },
+            ),
+            _ => return,
+        };
+        self.charges.insert(*order_id, record);
+    }
+
+    const ARCHIVES: bool = true;
+    // 1: charges left the state for the archive.
+    const STATE_VERSION: u8 = 1;
 
     fn result(events: &[UserEvent]) -> Option<CommandResult> {
         events.iter().find_map(|event| match event {
@@ -346,17 +437,13 @@ impl Aggregate for User {
             UserEvent::Charged { order_id, amount } => {
                 self.balance = Cents(self.balance.0.saturating_sub(amount.0));
                 self.total_charged = saturating_add(self.total_charged, *amount);
-                self.charges.entry(*order_id).or_insert(ChargeRecord {
-                    amount: *amount,
-                    refunded: false,
-                });
+                // The charge lives in the archive from now on.
+                self.charges.remove(order_id);
             }
             UserEvent::Refunded { order_id, amount } => {
                 self.balance = saturating_add(self.balance, *amount);
                 self.total_refunded = saturating_add(self.total_refunded, *amount);
-                if let Some(charge) = self.charges.get_mut(order_id) {
-                    charge.refunded = true;
-                }
+                self.charges.remove(order_id);
             }
             UserEvent::Deactivated => {
                 if self.status == UserStatus::Active {

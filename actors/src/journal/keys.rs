@@ -43,3 +43,11 @@ pub fn unique_key(index: &str, value: &str) -> Vec<u8> {
     key.extend_from_slice(value.as_bytes());
     key
 }
+
+/// `archive` key: stream key, then the item's key.
+pub fn archive_key(stream: &StreamId, item: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(STREAM_KEY_LEN + item.len());
+    key.extend_from_slice(&stream.to_key());
+    key.extend_from_slice(item.as_bytes());
+    key
+}

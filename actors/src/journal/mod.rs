@@ -15,6 +15,7 @@
 //! | `quarantine` | outbox position | an outbox row that could not be read, and why |
 //! | `deadlines` | wake-up time ++ stream key | (nothing): the streams to wake, by time |
 //! | `wake_at` | stream key | the stream's entry in `deadlines` |
+//! | `archive` | stream key ++ item key | sequence of the latest event about a closed item |
 //!
 //! Everything one command causes is one [`AppendBatch`], written all or
 //! nothing in one sled transaction (shared with the other appends of its
@@ -24,6 +25,7 @@
 //! moved. An append is acknowledged only once it is durable, and concurrent
 //! appends share one flush (see [`writer`]).
 
+mod archive;
 mod error;
 mod keys;
 mod open;
@@ -141,6 +143,7 @@ pub(crate) struct Trees {
     quarantine: sled::Tree,
     deadlines: sled::Tree,
     wake_at: sled::Tree,
+    archive: sled::Tree,
     stats: Stats,
 }
 
@@ -210,6 +213,7 @@ impl Journal {
             quarantine: tree("quarantine")?,
             deadlines: tree("deadlines")?,
             wake_at: tree("wake_at")?,
+            archive: tree("archive")?,
             stats: Stats::default(),
             db,
         });

@@ -65,6 +65,13 @@ pub struct AppendBatch {
     /// A change of when a stream wants to be woken (the saga's next
     /// deadline), kept in the deadline index with the events that set it.
     pub schedule: Option<Schedule>,
+    /// Items of the appended stream that its events close or change while
+    /// closed, by item key (an order id), each with the sequence of the
+    /// latest event about it. Closed items leave the aggregate's state, so
+    /// its snapshot follows open items only; the archive index remembers
+    /// where each one's story ended (see [`crate::aggregate::Aggregate::archive_key`]).
+    /// Ignored without `events`.
+    pub archive: Vec<(String, u64)>,
 }
 
 /// When `stream` wants to be woken next: at `wake_at` (milliseconds since

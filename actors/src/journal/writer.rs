@@ -21,7 +21,7 @@
 //! exactly as if they had committed on their own.
 
 use super::error::JournalError;
-use super::keys::{event_key, offset_key, read_u64, unique_key};
+use super::keys::{archive_key, event_key, offset_key, read_u64, unique_key};
 use super::records::{AppendBatch, AppendReceipt, ConsumedOffset, Schedule};
 use super::schedule::{deadline_key, time_key};
 use super::{Trees, META_LOG_NEXT, META_OUTBOX_NEXT};
@@ -136,6 +136,7 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
         &trees.meta,
         &trees.deadlines,
         &trees.wake_at,
+        &trees.archive,
     )
         .transaction(
             |(
@@ -149,6 +150,7 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
                 meta,
                 deadlines,
                 wake_at,
+                archive,
             )| {
                 let tx = Tx {
                     events,
@@ -160,6 +162,7 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
                     unique,
                     deadlines,
                     wake_at,
+                    archive,
                 };
                 // sled may run this closure again after a conflict: the
                 // outcomes and positions start afresh from the committed
@@ -259,6 +262,7 @@ struct Tx<'t> {
     unique: &'t TransactionalTree,
     deadlines: &'t TransactionalTree,
     wake_at: &'t TransactionalTree,
+    archive: &'t TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -354,6 +358,10 @@ impl Tx<'_> {
             }
             let version = append.expected_version + append.events.len() as u64;
             self.versions.insert(&holder, &version.to_be_bytes())?;
+            for (item, sequence) in &batch.archive {
+                self.archive
+                    .insert(archive_key(&append.stream, item), &sequence.to_be_bytes())?;
+            }
         }
         for bytes in &prepared.outbox {
             self.outbox

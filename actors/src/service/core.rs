@@ -8,7 +8,7 @@ use crate::aggregate::{Aggregate, UniqueChange};
 use crate::journal::{
     AppendBatch, ConsumedOffset, Journal, JournalError, OutboxRecord, Schedule, StreamAppend,
 };
-use crate::recovery::{encode_snapshot, recover, stream_of, Recovered};
+use crate::recovery::{encode_snapshot, recalled, recover, stream_of, Recovered};
 use chrono::Utc;
 use ordersaga_events::codec::{decode, encode, encode_event, Format};
 use ordersaga_events::reply::ReasonCode;
@@ -102,11 +102,11 @@ impl<A: Aggregate> EntityCore<A> {
         Ok(())
     }
 
-    pub async fn execute(&mut self, exec: Execute<A>) -> Result<Reply, ServiceError> {
+    pub async fn execute(&mut self, mut exec: Execute<A>) -> Result<Reply, ServiceError> {
         if let Some(stored) = self.journal.processed_reply(&exec.command.command_id)? {
             return self.redelivered(&exec, &stored).await;
         }
-        let mut forced: Option<A::Rejection> = None;
+        let mut forced = self.prepare(&mut exec.command.command).await?;
         for _ in 0..CONFLICT_RETRIES {
             let decided = match forced.take() {
                 Some(rejection) => Err(rejection),
@@ -154,14 +154,54 @@ impl<A: Aggregate> EntityCore<A> {
         }))
     }
 
-    /// Runs `decide`, containing a panic: the state is rebuilt from the
-    /// journal and the caller gets an error instead of silence.
+    /// Runs [`Aggregate::prepare`] on the blocking pool, so that costly work
+    /// (a password hash) stalls neither this entity's arbiter nor its
+    /// neighbours. Its rejection, if any, is the command's answer.
+    async fn prepare(
+        &self,
+        command: &mut A::Command,
+    ) -> Result<Option<A::Rejection>, ServiceError> {
+        if !A::PREPARES {
+            return Ok(None);
+        }
+        let mut owned = command.clone();
+        let (owned, prepared) = tokio::task::spawn_blocking(move || {
+            let prepared = catch_unwind(AssertUnwindSafe(|| A::prepare(&mut owned)));
+            (owned, prepared)
+        })
+        .await
+        .map_err(|_| ServiceError::EntityCrashed(self.stream))?;
+        let Ok(prepared) = prepared else {
+            tracing::error!(stream = %self.stream, "prepare panicked");
+            return Err(ServiceError::EntityCrashed(self.stream));
+        };
+        *command = owned;
+        Ok(prepared.err())
+    }
+
+    /// A copy of the state with the closed item `command` is about recalled
+    /// from the archive, when the command needs one that exists.
+    fn recalled(&self, command: &A::Command) -> Result<Option<A>, ServiceError> {
+        if !A::ARCHIVES {
+            return Ok(None);
+        }
+        let Some(key) = A::recall_key(command) else {
+            return Ok(None);
+        };
+        Ok(recalled(&self.journal, &self.stream, &self.state, &key)?)
+    }
+
+    /// Runs `decide` (on the state with any recalled item), containing a
+    /// panic: the state is rebuilt from the journal and the caller gets an
+    /// error instead of silence.
     #[allow(clippy::type_complexity)]
     fn decide(
         &mut self,
         command: &A::Command,
     ) -> Result<Result<Vec<A::Event>, A::Rejection>, ServiceError> {
-        match catch_unwind(AssertUnwindSafe(|| self.state.decide(command))) {
+        let recalled = self.recalled(command)?;
+        let view = recalled.as_ref().unwrap_or(&self.state);
+        match catch_unwind(AssertUnwindSafe(|| view.decide(command))) {
             Ok(decided) => Ok(decided),
             Err(_) => {
                 tracing::error!(stream = %self.stream, ?command, "decide panicked; restarting from the journal");
@@ -274,6 +314,11 @@ impl<A: Aggregate> EntityCore<A> {
                         ],
                     });
                     unique.extend(A::unique_changes(event));
+                    if A::ARCHIVES {
+                        if let Some(item) = A::archive_key(event) {
+                            batch.archive.push((item, envelope.sequence));
+                        }
+                    }
                     stored.push(bytes);
                 }
                 if (A::SENDS_COMMANDS || A::WAKES) && !events.is_empty() {

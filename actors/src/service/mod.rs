@@ -18,7 +18,7 @@ pub use error::ServiceError;
 use crate::aggregate::Aggregate;
 use crate::aggregates::{Order, Product, User};
 use crate::journal::Journal;
-use crate::recovery::{stream_of, Recovered};
+use crate::recovery::{index_archive, stream_of, Recovered};
 use actix::prelude::*;
 use mailbox::Mailbox;
 use ordersaga_events::{CommandEnvelope, Reply, StreamId};
@@ -102,8 +102,25 @@ impl Future for PendingReply {
 }
 
 impl<A: Aggregate> Service<A> {
-    /// Starts the router on the current actix arbiter.
+    /// Starts the router on the current actix arbiter. A store written
+    /// before the archive index existed gets it built first (once).
     pub fn start(journal: Journal, config: ServiceConfig) -> Self {
+        match index_archive::<A>(&journal) {
+            Ok(0) => {}
+            Ok(entries) => tracing::info!(
+                service = A::SERVICE.name(),
+                entries,
+                "built the archive index of closed items from the log"
+            ),
+            // Not fatal: the store stays as it was, and the next start tries
+            // again. Until then a closed order may be recalled wrongly.
+            Err(err) => tracing::error!(
+                service = A::SERVICE.name(),
+                store = %journal.path().display(),
+                cause = %err,
+                "cannot build the archive index; closed orders are not remembered"
+            ),
+        }
         let mailbox = Mailbox::new(config.router_mailbox);
         let router = Router::<A>::new(journal.clone(), Arc::new(config)).start();
         Self {
