@@ -82,6 +82,11 @@ async fn command_gets_reply_and_event(format: Format) {
         header_text(record, header::CONTENT_TYPE).as_deref(),
         Some(format.content_type())
     );
+    // The reply continues the requester's trace: the correlation id.
+    let trace = format!("00-{}-", command.correlation_id.as_uuid().as_simple());
+    let reply_trace = header_text(record, header::TRACEPARENT).expect("a traceparent");
+    assert!(reply_trace.starts_with(&trace), "{reply_trace}");
+    assert!(reply_trace.ends_with("-01") && reply_trace.len() == 55);
 
     let mut events = Probe::new(&kafka, USERS_EVENTS);
     events.at_least(1).await;
@@ -96,6 +101,10 @@ async fn command_gets_reply_and_event(format: Format) {
         header_text(record, header::EVENT_ID),
         Some(event.event_id.to_string())
     );
+    // So does the event, as a sibling span of the reply.
+    let event_trace = header_text(record, header::TRACEPARENT).expect("a traceparent");
+    assert!(event_trace.starts_with(&trace), "{event_trace}");
+    assert_ne!(event_trace, reply_trace);
     running.stop().await;
 }
 

@@ -5,7 +5,7 @@
 //! fails. Neither touches a disk or a broker, so every rule is testable with
 //! [`crate::testing::AggregateTest`] alone.
 
-use crate::journal::OutboxRecord;
+use crate::outgoing::Outgoing;
 use ordersaga_events::reply::ReasonCode;
 use ordersaga_events::topics::Service;
 use ordersaga_events::{StreamKind, Versioned};
@@ -72,11 +72,12 @@ pub trait Aggregate:
         None
     }
 
-    /// Commands this decision sends to other services, written to the outbox
-    /// in the same transaction as `events` (so they are sent exactly when the
-    /// events are stored). `before` and `after` are the state around
-    /// `events`. None by default; the order saga sends its steps this way.
-    fn commands(before: &Self, after: &Self, events: &[Self::Event]) -> Vec<OutboxRecord> {
+    /// Commands this decision sends to other aggregates, written to the
+    /// outbox in the same transaction as `events` (so they are sent exactly
+    /// when the events are stored). `before` and `after` are the state
+    /// around `events`. Typed: the service layer addresses and encodes them.
+    /// None by default; the order saga sends its steps this way.
+    fn commands(before: &Self, after: &Self, events: &[Self::Event]) -> Vec<Outgoing> {
         let _ = (before, after, events);
         Vec::new()
     }

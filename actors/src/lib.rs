@@ -11,6 +11,8 @@
 //!   commands, offsets, uniqueness, the quarantine of unreadable outbox
 //!   rows; each command's batch all or nothing, one transaction and one
 //!   flush per commit group.
+//! - [`outgoing`]: the typed commands an aggregate sends to another (the
+//!   saga's steps); the service layer addresses and encodes them.
 //! - [`recovery`]: rebuilding an aggregate from snapshot + events, or from
 //!   scratch.
 //! - [`service`]: the actors: a router per service owning one entity actor
@@ -22,6 +24,7 @@
 pub mod aggregate;
 pub mod aggregates;
 pub mod journal;
+pub mod outgoing;
 pub mod recovery;
 pub mod service;
 pub mod testing;

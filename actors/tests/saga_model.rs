@@ -16,6 +16,7 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ordersaga_actors::aggregates::{Order, Product, ReservationState, Saga, User};
 use ordersaga_actors::journal::OutboxRecord;
+use ordersaga_actors::service::outbox_record;
 use ordersaga_actors::testing::decide_recalled;
 use ordersaga_actors::Aggregate;
 use ordersaga_events::codec;
@@ -25,7 +26,7 @@ use ordersaga_events::reply::ReasonCode;
 use ordersaga_events::saga::{
     saga_of, SagaCommand, SagaEvent, SagaPhase, SagaPolicy, SagaRejection,
 };
-use ordersaga_events::topics::{INVENTORY_COMMANDS, ORDERS_COMMANDS, USERS_COMMANDS};
+use ordersaga_events::topics::{INVENTORY_COMMANDS, ORDERS_COMMANDS, SAGA_REPLIES, USERS_COMMANDS};
 use ordersaga_events::user::{UserCommand, UserEvent};
 use ordersaga_events::{
     Cents, CommandEnvelope, CommandId, OrderId, Outcome, ProductId, Reply, SagaId, StreamId, UserId,
@@ -345,7 +346,10 @@ impl World {
         for event in &events {
             self.saga.apply(event);
         }
-        for record in Saga::commands(&before, &self.saga, &events) {
+        for outgoing in Saga::commands(&before, &self.saga, &events) {
+            // Addressed and encoded as the service layer does.
+            let record = outbox_record(&outgoing, Some(SAGA_REPLIES), self.now)
+                .map_err(|e| TestCaseError::fail(format!("unencodable: {e}")))?;
             self.commands
                 .entry((record.topic.clone(), record.key.clone()))
                 .or_default()

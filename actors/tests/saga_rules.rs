@@ -4,6 +4,7 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use ordersaga_actors::aggregates::{LineReservation, Saga};
 use ordersaga_actors::journal::OutboxRecord;
+use ordersaga_actors::service::outbox_record;
 use ordersaga_actors::testing::AggregateTest;
 use ordersaga_actors::Aggregate;
 use ordersaga_events::codec::{self, Format};
@@ -13,7 +14,7 @@ use ordersaga_events::saga::{
     saga_command_id, saga_of, SagaCommand, SagaEvent, SagaPhase, SagaPolicy, SagaStep,
 };
 use ordersaga_events::topics::{
-    Service, INVENTORY_COMMANDS, ORDERS_COMMANDS, SAGA_REPLIES, USERS_COMMANDS,
+    replies_topic, Service, INVENTORY_COMMANDS, ORDERS_COMMANDS, SAGA_REPLIES, USERS_COMMANDS,
 };
 use ordersaga_events::user::UserCommand;
 use ordersaga_events::{
@@ -1493,12 +1494,19 @@ fn decode(records: &[OutboxRecord]) -> Vec<(String, Sent)> {
         .iter()
         .map(|record| {
             assert_eq!(
-                record.headers,
-                vec![(
+                record.headers[0],
+                (
                     "content-type".to_owned(),
                     Format::Bincode.content_type().as_bytes().to_vec()
-                )]
+                )
             );
+            // The saga is the trace: every command it sends continues it.
+            let (name, value) = &record.headers[1];
+            assert_eq!(name, "traceparent");
+            let value = String::from_utf8(value.clone()).unwrap();
+            let trace = format!("00-{}-", saga_id().as_uuid().as_simple());
+            assert!(value.starts_with(&trace), "{value}");
+            assert_eq!(value.len(), 55, "{value}");
             assert_eq!(record.payload.first(), Some(&codec::BINCODE_TAG));
             let key = String::from_utf8(record.key.clone()).unwrap();
             let sent = match record.topic.as_str() {
@@ -1540,7 +1548,13 @@ fn sent_by(given: &[SagaEvent], command: SagaCommand) -> Vec<(String, Sent)> {
     for event in &events {
         after.apply(event);
     }
-    decode(&Saga::commands(&before, &after, &events))
+    let records: Vec<OutboxRecord> = Saga::commands(&before, &after, &events)
+        .iter()
+        .map(|outgoing| {
+            outbox_record(outgoing, replies_topic(StreamKind::Saga), t0()).expect("encodes")
+        })
+        .collect();
+    decode(&records)
 }
 
 fn id(step: SagaStep) -> CommandId {

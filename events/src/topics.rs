@@ -68,6 +68,15 @@ pub const DEADLETTER: &str = "ordersaga.deadletter";
 /// Live service instances.
 pub const HEARTBEATS: &str = "services.heartbeats";
 
+/// The topic that replies to the commands an aggregate of `kind` sends go
+/// to. Only the order saga sends commands.
+pub const fn replies_topic(kind: crate::StreamKind) -> Option<&'static str> {
+    match kind {
+        crate::StreamKind::Saga => Some(SAGA_REPLIES),
+        _ => None,
+    }
+}
+
 /// Kafka header names.
 pub mod header {
     /// The payload encoding: [`crate::Format::content_type`].
@@ -79,6 +88,12 @@ pub mod header {
     /// consumer of a topic carrying several event types (`orders.events`
     /// carries order and saga events) knows the payload type before decoding.
     pub const STREAM: &str = "stream";
+    /// On every record the services produce: the W3C trace context,
+    /// `00-{trace id}-{parent id}-01`. The trace id is the correlation id
+    /// (one order's saga and every command, reply and event it causes share
+    /// it); the parent id is the first eight bytes of the command or event
+    /// id the record carries.
+    pub const TRACEPARENT: &str = "traceparent";
     /// On dead letters: why the record could not be handled.
     pub const DEADLETTER_REASON: &str = "deadletter-reason";
     /// On dead letters: a stable code for the reason (e.g. `undecodable`).

@@ -28,6 +28,7 @@ use super::offsets::{InFlight, Partition};
 use super::reply_topics::{logical_reply_topic, ReplyTopics, INVALID_REPLY_TO};
 use super::KafkaConfig;
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset};
+use ordersaga_actors::service::command_span;
 use ordersaga_actors::{Aggregate, Execute, Journal, Service, ServiceError};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -330,8 +331,17 @@ async fn dispatch<A: Aggregate>(
                 }
             }
             let key = A::aggregate_id(&command.command);
+            let span = command_span(&command);
             let work = Work {
                 exec: Execute {
+                    span: tracing::info_span!(
+                        parent: &span,
+                        "consumed",
+                        service = ctx.name,
+                        topic = %partition.0,
+                        partition = partition.1,
+                        offset,
+                    ),
                     command,
                     reply_format: format,
                     offset: Some(consumed),
@@ -381,6 +391,7 @@ async fn execute<A: Aggregate>(ctx: &Context<A>, exec: Execute<A>, message: &Own
             reply_format: exec.reply_format,
             offset: exec.offset.clone(),
             remember: exec.remember,
+            span: exec.span.clone(),
         };
         let outcome = match ctx.service.submit(again) {
             Ok(pending) => pending.await,
@@ -389,7 +400,7 @@ async fn execute<A: Aggregate>(ctx: &Context<A>, exec: Execute<A>, message: &Own
         match outcome {
             Ok(_) => return,
             Err(err) => {
-                tracing::warn!(service = ctx.name, attempt, command_id = %exec.command.command_id, cause = %err, "command failed; retrying");
+                tracing::warn!(parent: &exec.span, service = ctx.name, attempt, command_id = %exec.command.command_id, cause = %err, "command failed; retrying");
                 last = Some(err);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));

@@ -16,6 +16,7 @@ use super::deadletter::{self, Origin};
 use super::KafkaConfig;
 use ordersaga_actors::journal::{CorruptRecord, OutboxRecord};
 use ordersaga_actors::Journal;
+use ordersaga_events::topics::header;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -266,6 +267,16 @@ fn to_record<'a>(topic: &'a str, record: &'a OutboxRecord) -> FutureRecord<'a, [
         .headers(headers)
 }
 
+/// The record's W3C trace context, for the log line that says it left.
+fn trace_of(record: &OutboxRecord) -> &str {
+    record
+        .headers
+        .iter()
+        .find(|(name, _)| name == header::TRACEPARENT)
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        .unwrap_or("")
+}
+
 /// Errors after which the same record will never be accepted.
 fn permanent(err: &KafkaError) -> bool {
     matches!(
@@ -320,7 +331,15 @@ async fn publish_round(
             break;
         };
         match outcome {
-            Ok(Ok(_)) => {
+            Ok(Ok(delivery)) => {
+                tracing::debug!(
+                    service,
+                    topic = %record.topic,
+                    partition = delivery.partition,
+                    offset = delivery.offset,
+                    traceparent = trace_of(record),
+                    "published"
+                );
                 // Delete only an unbroken prefix, so a failed record is never
                 // overtaken by a later one for the same key.
                 if ordered {

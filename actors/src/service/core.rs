@@ -4,15 +4,14 @@
 
 use super::config::ServiceConfig;
 use super::error::ServiceError;
+use super::records::{encode_for_store_and_topic, event_record, outbox_record, reply_record};
 use crate::aggregate::{Aggregate, UniqueChange};
-use crate::journal::{
-    AppendBatch, ConsumedOffset, Journal, JournalError, OutboxRecord, Schedule, StreamAppend,
-};
+use crate::journal::{AppendBatch, ConsumedOffset, Journal, JournalError, Schedule, StreamAppend};
 use crate::recovery::{encode_snapshot, recalled, recover, stream_of, Recovered};
 use chrono::Utc;
-use ordersaga_events::codec::{decode, encode, encode_event, Format};
+use ordersaga_events::codec::{decode, encode, Format};
 use ordersaga_events::reply::ReasonCode;
-use ordersaga_events::topics::header;
+use ordersaga_events::topics::replies_topic;
 use ordersaga_events::{CommandEnvelope, Envelope, EventId, Outcome, Reply, StreamId, Versioned};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -32,12 +31,27 @@ pub struct Execute<A: Aggregate> {
     /// nothing (true by default). Periodic commands such as timer ticks set
     /// it false, so that one that finds nothing to do writes nothing.
     pub remember: bool,
+    /// The span the command is handled in, from the transport through the
+    /// entity to the journal: it carries the command and correlation ids,
+    /// so one order can be followed in the logs. A command span by default.
+    pub span: tracing::Span,
+}
+
+/// The span of one command: its ids, so that every log line about it (the
+/// entity's decision, the journal append, a failure) names them.
+pub fn command_span<C>(command: &CommandEnvelope<C>) -> tracing::Span {
+    tracing::info_span!(
+        "command",
+        command_id = %command.command_id,
+        correlation_id = %command.correlation_id,
+    )
 }
 
 impl<A: Aggregate> Execute<A> {
     /// A command from no topic, answered in bincode.
     pub fn new(command: CommandEnvelope<A::Command>) -> Self {
         Self {
+            span: command_span(&command),
             command,
             reply_format: Format::Bincode,
             offset: None,
@@ -121,7 +135,14 @@ impl<A: Aggregate> EntityCore<A> {
                 return Ok(reply);
             }
             match self.journal.append(batch).await {
-                Ok(_) => {
+                Ok(receipt) => {
+                    tracing::debug!(
+                        stream = %self.stream,
+                        events = events.len(),
+                        log = ?receipt.log_positions,
+                        outbox = ?receipt.outbox_positions,
+                        "appended"
+                    );
                     self.apply_committed(&events)?;
                     return Ok(reply);
                 }
@@ -292,27 +313,15 @@ impl<A: Aggregate> EntityCore<A> {
                         schema_version: A::Event::SCHEMA_VERSION,
                         payload: event.clone(),
                     };
-                    let bytes = encode_event(Format::Bincode, &envelope).map_err(encode_error)?;
-                    let published = match self.config.event_format {
-                        Format::Bincode => bytes.clone(),
-                        format => encode_event(format, &envelope).map_err(encode_error)?,
-                    };
-                    batch.outbox.push(OutboxRecord {
-                        topic: A::SERVICE.events_topic().to_string(),
-                        key: self.id.to_string().into_bytes(),
-                        payload: published,
-                        headers: vec![
-                            content_type(self.config.event_format),
-                            (
-                                header::EVENT_ID.to_string(),
-                                envelope.event_id.to_string().into_bytes(),
-                            ),
-                            (
-                                header::STREAM.to_string(),
-                                self.stream.to_string().into_bytes(),
-                            ),
-                        ],
-                    });
+                    let (bytes, published) =
+                        encode_for_store_and_topic(&envelope, self.config.event_format)?;
+                    batch.outbox.push(event_record(
+                        A::SERVICE,
+                        self.id,
+                        &envelope,
+                        self.config.event_format,
+                        published,
+                    ));
                     unique.extend(A::unique_changes(event));
                     if A::ARCHIVES {
                         if let Some(item) = A::archive_key(event) {
@@ -326,9 +335,12 @@ impl<A: Aggregate> EntityCore<A> {
                     for event in &events {
                         after.apply(event);
                     }
-                    batch
-                        .outbox
-                        .extend(A::commands(&self.state, &after, &events));
+                    let reply_to = replies_topic(A::KIND);
+                    for outgoing in A::commands(&self.state, &after, &events) {
+                        let record =
+                            outbox_record(&outgoing, reply_to, now).map_err(encode_error)?;
+                        batch.outbox.push(record);
+                    }
                     if A::WAKES && after.wake_at() != self.state.wake_at() {
                         batch.schedule = Some(Schedule {
                             stream: self.stream,
@@ -373,22 +385,4 @@ impl<A: Aggregate> EntityCore<A> {
 
 fn encode_error(err: ordersaga_events::CodecError) -> ServiceError {
     ServiceError::Journal(JournalError::InvalidBatch(err.to_string()))
-}
-
-fn content_type(format: Format) -> (String, Vec<u8>) {
-    (
-        header::CONTENT_TYPE.to_string(),
-        format.content_type().as_bytes().to_vec(),
-    )
-}
-
-/// The outbox record carrying `reply` to its reply topic, keyed by
-/// correlation id.
-fn reply_record(topic: &str, reply: &Reply, format: Format) -> Result<OutboxRecord, ServiceError> {
-    Ok(OutboxRecord {
-        topic: topic.to_string(),
-        key: reply.correlation_id.to_string().into_bytes(),
-        payload: encode(format, reply).map_err(encode_error)?,
-        headers: vec![content_type(format)],
-    })
 }

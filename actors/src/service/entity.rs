@@ -18,6 +18,7 @@ use crate::recovery::Recovered;
 use actix::prelude::*;
 use ordersaga_events::Reply;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// The caller's end of one command's answer.
 pub(crate) type Respond = oneshot::Sender<Result<Reply, ServiceError>>;
@@ -86,7 +87,8 @@ impl<A: Aggregate> Handler<Deliver<A>> for Entity<A> {
         } = msg;
         AtomicResponse::new(Box::pin(
             async move {
-                let result = core.execute(exec).await;
+                let span = exec.span.clone();
+                let result = core.execute(exec).instrument(span).await;
                 drop(ticket);
                 (core, result)
             }

@@ -9,11 +9,13 @@ mod core;
 mod entity;
 mod error;
 mod mailbox;
+mod records;
 mod router;
 
-pub use self::core::Execute;
+pub use self::core::{command_span, Execute};
 pub use config::ServiceConfig;
 pub use error::ServiceError;
+pub use records::{outbox_record, traceparent};
 
 use crate::aggregate::Aggregate;
 use crate::aggregates::{Order, Product, User};

@@ -19,20 +19,19 @@
 //! left to undo.
 
 use crate::aggregate::Aggregate;
-use crate::journal::OutboxRecord;
+use crate::outgoing::{Outgoing, OutgoingCommand};
 use chrono::{DateTime, TimeDelta, Utc};
-use ordersaga_events::codec::{self, CodecError, Format};
 use ordersaga_events::inventory::InventoryCommand;
 use ordersaga_events::order::{OrderCommand, OrderLine, OrderStatus, PricedLine};
 use ordersaga_events::saga::{
     saga_command_id, saga_of, SagaCommand, SagaEvent, SagaPhase, SagaPolicy, SagaRejection,
     SagaStep,
 };
-use ordersaga_events::topics::{header, Service, SAGA_REPLIES};
+use ordersaga_events::topics::Service;
 use ordersaga_events::user::UserCommand;
 use ordersaga_events::{
-    Cents, CommandEnvelope, CommandId, CommandResult, CorrelationId, OrderId, Outcome, ProductId,
-    Reply, SagaId, StreamKind, UserId,
+    Cents, CommandId, CommandResult, CorrelationId, OrderId, Outcome, ProductId, Reply, SagaId,
+    StreamKind, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -488,7 +487,7 @@ impl Aggregate for Saga {
         }
     }
 
-    fn commands(before: &Saga, after: &Saga, events: &[SagaEvent]) -> Vec<OutboxRecord> {
+    fn commands(before: &Saga, after: &Saga, events: &[SagaEvent]) -> Vec<Outgoing> {
         let resend = events.iter().any(|event| {
             matches!(
                 event,
@@ -508,7 +507,7 @@ impl Aggregate for Saga {
         }));
         steps
             .into_iter()
-            .filter_map(|step| after.outbox_record(step))
+            .filter_map(|step| after.outgoing(step))
             .collect()
     }
 }
