@@ -1,0 +1,117 @@
+//! Per-aggregate order through the consumer, under retries.
+//!
+//! A router mailbox of one means that, of the many aggregates the consumer
+//! works on at once, all but one are refused as overloaded and retried with
+//! a back-off. A retried command must never be overtaken by a later command
+//! for the same aggregate: each user's stream must hold its registration and
+//! then its deposits exactly in the order they were produced.
+
+mod support;
+
+use ordersaga::node::{self, NodeOptions};
+use ordersaga_actors::aggregates::User;
+use ordersaga_actors::recovery::decode_stored;
+use ordersaga_events::codec::Format;
+use ordersaga_events::topics::{Service, DEADLETTER, USERS_COMMANDS, USERS_EVENTS};
+use ordersaga_events::user::{Password, UserCommand, UserEvent};
+use ordersaga_events::{Cents, CommandEnvelope, StreamId, StreamKind, UserId};
+use support::{producer, send, Probe, TestBroker};
+
+const USERS: usize = 8;
+const DEPOSITS: u64 = 6;
+const REPLIES: &str = "order.replies";
+
+#[actix_rt::test]
+async fn retried_commands_are_never_overtaken_by_later_ones_for_the_same_aggregate() {
+    let broker = TestBroker::from_env();
+    let kafka = broker.kafka();
+    broker
+        .create_topics(&kafka, &[USERS_COMMANDS, USERS_EVENTS, DEADLETTER, REPLIES])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = NodeOptions::new(kafka.clone(), dir.path());
+    // One command in the service at a time: every other one in flight is
+    // refused as overloaded and retried.
+    options.service.router_mailbox = 1;
+    // Enough attempts that none runs out: this test is about order, and a
+    // dead-lettered command would hide a reordering.
+    options.consumer.attempts = 1_000;
+    let running = node::start(Service::Users, &options)
+        .await
+        .expect("start users");
+
+    // Given each user's registration and deposits of 1, 2, 3… cents,
+    // produced in that order on the user's key (interleaved across users),
+    let producer = producer(&kafka);
+    let users: Vec<UserId> = (0..USERS).map(|_| UserId::new()).collect();
+    for user_id in &users {
+        let register = CommandEnvelope::new(UserCommand::Register {
+            user_id: *user_id,
+            email: format!("{user_id}@example.com"),
+            username: "in order".into(),
+            password: Password::new("a long password"),
+        })
+        .reply_to(REPLIES);
+        let key = user_id.to_string();
+        send(
+            &producer,
+            &kafka,
+            USERS_COMMANDS,
+            &key,
+            &register,
+            Format::Bincode,
+        )
+        .await;
+    }
+    for amount in 1..=DEPOSITS {
+        for user_id in &users {
+            let deposit = CommandEnvelope::new(UserCommand::Deposit {
+                user_id: *user_id,
+                amount: Cents(amount),
+            })
+            .reply_to(REPLIES);
+            let key = user_id.to_string();
+            send(
+                &producer,
+                &kafka,
+                USERS_COMMANDS,
+                &key,
+                &deposit,
+                Format::Bincode,
+            )
+            .await;
+        }
+    }
+
+    // when the service has answered every command,
+    let expected = USERS * (1 + DEPOSITS as usize);
+    Probe::new(&kafka, REPLIES).at_least(expected).await;
+
+    // then every stream holds them in the order they were produced.
+    for user_id in &users {
+        let stream = StreamId::new(StreamKind::User, user_id.as_uuid());
+        let events: Vec<UserEvent> = running
+            .journal()
+            .read_stream(&stream, 1)
+            .map(|item| {
+                let (sequence, bytes) = item.expect("readable");
+                decode_stored::<User>(&stream, sequence, &bytes)
+                    .expect("decodable")
+                    .payload
+            })
+            .collect();
+        assert!(
+            matches!(events.first(), Some(UserEvent::Registered { .. })),
+            "{user_id}: {events:?}"
+        );
+        let deposits: Vec<u64> = events[1..]
+            .iter()
+            .map(|event| match event {
+                UserEvent::Deposited { amount } => amount.0,
+                other => panic!("{user_id}: unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(deposits, (1..=DEPOSITS).collect::<Vec<_>>(), "{user_id}");
+    }
+    running.stop().await;
+}
