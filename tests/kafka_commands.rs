@@ -35,10 +35,7 @@ async fn setup(
     node::RunningService,
     tempfile::TempDir,
 ) {
-    let kafka = broker.kafka();
-    broker
-        .create_topics(&kafka, &[USERS_COMMANDS, USERS_EVENTS, DEADLETTER, REPLIES])
-        .await;
+    let kafka = broker.users_topics(&[REPLIES]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut options = NodeOptions::new(kafka.clone(), dir.path());
     options.service.event_format = format;

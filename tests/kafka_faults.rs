@@ -137,10 +137,7 @@ async fn a_stop_while_the_broker_is_down_is_bounded_and_keeps_the_outbox() {
 #[actix_rt::test]
 async fn a_corrupt_outbox_row_is_quarantined_and_the_rest_still_published() {
     let broker = support::TestBroker::from_env();
-    let kafka = broker.kafka();
-    broker
-        .create_topics(&kafka, &[USERS_COMMANDS, USERS_EVENTS, DEADLETTER])
-        .await;
+    let kafka = broker.users_topics(&[]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("users");
     {

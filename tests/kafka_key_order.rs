@@ -12,7 +12,7 @@ use ordersaga::node::{self, NodeOptions};
 use ordersaga_actors::aggregates::User;
 use ordersaga_actors::recovery::decode_stored;
 use ordersaga_events::codec::Format;
-use ordersaga_events::topics::{Service, DEADLETTER, USERS_COMMANDS, USERS_EVENTS};
+use ordersaga_events::topics::{Service, USERS_COMMANDS};
 use ordersaga_events::user::{Password, UserCommand, UserEvent};
 use ordersaga_events::{Cents, CommandEnvelope, StreamId, StreamKind, UserId};
 use support::{producer, send, Probe, TestBroker};
@@ -24,10 +24,7 @@ const REPLIES: &str = "order.replies";
 #[actix_rt::test]
 async fn retried_commands_are_never_overtaken_by_later_ones_for_the_same_aggregate() {
     let broker = TestBroker::from_env();
-    let kafka = broker.kafka();
-    broker
-        .create_topics(&kafka, &[USERS_COMMANDS, USERS_EVENTS, DEADLETTER, REPLIES])
-        .await;
+    let kafka = broker.users_topics(&[REPLIES]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut options = NodeOptions::new(kafka.clone(), dir.path());
     // One command in the service at a time: every other one in flight is
@@ -44,42 +41,39 @@ async fn retried_commands_are_never_overtaken_by_later_ones_for_the_same_aggrega
     // produced in that order on the user's key (interleaved across users),
     let producer = producer(&kafka);
     let users: Vec<UserId> = (0..USERS).map(|_| UserId::new()).collect();
+    let send_to = |user_id: UserId, command: UserCommand| {
+        let producer = &producer;
+        let kafka = &kafka;
+        async move {
+            let envelope = CommandEnvelope::new(command).reply_to(REPLIES);
+            let key = user_id.to_string();
+            send(
+                producer,
+                kafka,
+                USERS_COMMANDS,
+                &key,
+                &envelope,
+                Format::Bincode,
+            )
+            .await;
+        }
+    };
     for user_id in &users {
-        let register = CommandEnvelope::new(UserCommand::Register {
+        let register = UserCommand::Register {
             user_id: *user_id,
             email: format!("{user_id}@example.com"),
             username: "in order".into(),
             password: Password::new("a long password"),
-        })
-        .reply_to(REPLIES);
-        let key = user_id.to_string();
-        send(
-            &producer,
-            &kafka,
-            USERS_COMMANDS,
-            &key,
-            &register,
-            Format::Bincode,
-        )
-        .await;
+        };
+        send_to(*user_id, register).await;
     }
     for amount in 1..=DEPOSITS {
         for user_id in &users {
-            let deposit = CommandEnvelope::new(UserCommand::Deposit {
+            let deposit = UserCommand::Deposit {
                 user_id: *user_id,
                 amount: Cents(amount),
-            })
-            .reply_to(REPLIES);
-            let key = user_id.to_string();
-            send(
-                &producer,
-                &kafka,
-                USERS_COMMANDS,
-                &key,
-                &deposit,
-                Format::Bincode,
-            )
-            .await;
+            };
+            send_to(*user_id, deposit).await;
         }
     }
 

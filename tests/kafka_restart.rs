@@ -8,7 +8,7 @@ use ordersaga_actors::aggregates::User;
 use ordersaga_actors::recovery::{decode_stored, replay};
 use ordersaga_actors::Journal;
 use ordersaga_events::codec::{decode, decode_event, Format};
-use ordersaga_events::topics::{DEADLETTER, USERS_COMMANDS, USERS_EVENTS};
+use ordersaga_events::topics::{USERS_COMMANDS, USERS_EVENTS};
 use ordersaga_events::user::{Password, UserCommand, UserEvent};
 use ordersaga_events::{Cents, CommandEnvelope, EventId, Reply, StreamKind, UserId};
 use rdkafka::message::Message;
@@ -46,10 +46,7 @@ fn distinct_replies(seen: &[rdkafka::message::OwnedMessage]) -> HashSet<uuid::Uu
 #[actix_rt::test]
 async fn a_killed_service_resumes_without_losing_or_repeating_commands() {
     let broker = TestBroker::from_env();
-    let kafka = broker.kafka();
-    broker
-        .create_topics(&kafka, &[USERS_COMMANDS, USERS_EVENTS, DEADLETTER, REPLIES])
-        .await;
+    let kafka = broker.users_topics(&[REPLIES]).await;
     let dir = tempfile::tempdir().unwrap();
     let producer = producer(&kafka);
 

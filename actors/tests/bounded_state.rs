@@ -32,32 +32,44 @@ fn code(reply: &Reply) -> Option<&str> {
     reply.outcome.rejection_code()
 }
 
+/// Sends `command` with a fresh command id and waits for its reply.
+async fn ask(svc: &Service<Product>, command: InventoryCommand) -> Reply {
+    svc.send(command).await.expect("answered")
+}
+
 async fn reserve(svc: &Service<Product>, p: ProductId, o: OrderId, quantity: u64) -> Reply {
-    svc.send(InventoryCommand::Reserve {
-        product_id: p,
-        order_id: o,
-        quantity,
-    })
+    let (product_id, order_id) = (p, o);
+    ask(
+        svc,
+        InventoryCommand::Reserve {
+            product_id,
+            order_id,
+            quantity,
+        },
+    )
     .await
-    .expect("reserve answered")
 }
 
-async fn commit(svc: &Service<Product>, p: ProductId, o: OrderId) -> Reply {
-    svc.send(InventoryCommand::Commit {
-        product_id: p,
-        order_id: o,
-    })
+async fn commit(svc: &Service<Product>, product_id: ProductId, order_id: OrderId) -> Reply {
+    ask(
+        svc,
+        InventoryCommand::Commit {
+            product_id,
+            order_id,
+        },
+    )
     .await
-    .expect("commit answered")
 }
 
-async fn give_back(svc: &Service<Product>, p: ProductId, o: OrderId) -> Reply {
-    svc.send(InventoryCommand::Return {
-        product_id: p,
-        order_id: o,
-    })
+async fn give_back(svc: &Service<Product>, product_id: ProductId, order_id: OrderId) -> Reply {
+    ask(
+        svc,
+        InventoryCommand::Return {
+            product_id,
+            order_id,
+        },
+    )
     .await
-    .expect("return answered")
 }
 
 /// The size of the product's latest snapshot.

@@ -55,6 +55,20 @@ impl TestBroker {
         config.with_namespace(namespace)
     }
 
+    /// A fresh namespace with the users service's topics (commands, events,
+    /// dead letters) and `extra` created: what a users-only test needs.
+    pub async fn users_topics(&self, extra: &[&str]) -> KafkaConfig {
+        let kafka = self.kafka();
+        let mut names = vec![
+            ordersaga_events::topics::USERS_COMMANDS,
+            ordersaga_events::topics::USERS_EVENTS,
+            ordersaga_events::topics::DEADLETTER,
+        ];
+        names.extend_from_slice(extra);
+        self.create_topics(&kafka, &names).await;
+        kafka
+    }
+
     /// Creates the logical topics `names`.
     pub async fn create_topics(&self, kafka: &KafkaConfig, names: &[&str]) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
