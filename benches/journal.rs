@@ -66,6 +66,7 @@ fn batch(stream: StreamId, version: u64) -> AppendBatch {
         offset: None,
         schedule: None,
         archive: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 

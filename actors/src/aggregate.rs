@@ -144,6 +144,28 @@ pub trait Aggregate:
     /// Whether [`Aggregate::prepare`] does anything.
     const PREPARES: bool = false;
 
+    /// Secrets an accepted `command` sets (`Some`) or clears (`None`), by
+    /// name: credentials that stay in the store, written in the same
+    /// transaction as `events`, and never in an event, because events are
+    /// published. None by default; a registration stores its password hash.
+    fn secrets(
+        command: &Self::Command,
+        events: &[Self::Event],
+    ) -> Vec<(&'static str, Option<Vec<u8>>)> {
+        let _ = (command, events);
+        Vec::new()
+    }
+
+    /// Secrets that a stored event of an older schema carried, before they
+    /// left the events: moved into the store's secrets once, on start.
+    fn legacy_secrets(stored_event: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+        let _ = stored_event;
+        Vec::new()
+    }
+
+    /// Whether [`Aggregate::legacy_secrets`] can return anything.
+    const LEGACY_SECRETS: bool = false;
+
     /// What an accepted command that caused `events` hands back to its
     /// requester in the reply (none by default).
     fn result(events: &[Self::Event]) -> Option<ordersaga_events::CommandResult> {

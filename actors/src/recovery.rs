@@ -227,3 +227,34 @@ pub fn archive_differences<A: Aggregate>(
     }
     Ok(differences)
 }
+
+/// The marker of a store whose old events' secrets were moved out.
+const SECRETS_MOVED: &str = "secrets-moved-v1";
+
+/// Moves the secrets that events of an older schema carried (a user's
+/// password hash, before credentials left the events) into the store's
+/// secrets, once per store (a marker remembers it). A secret already set is
+/// kept: it is newer than any old event.
+pub fn move_legacy_secrets<A: Aggregate>(journal: &Journal) -> Result<usize, JournalError> {
+    if !A::LEGACY_SECRETS || journal.marker(SECRETS_MOVED)? {
+        return Ok(0);
+    }
+    let mut moved = 0;
+    let streams: Vec<StreamId> = journal
+        .streams(Some(A::KIND))
+        .map(|item| item.map(|(stream, _)| stream))
+        .collect::<Result<_, _>>()?;
+    for stream in streams {
+        for item in journal.read_stream(&stream, 1) {
+            let (_, bytes) = item?;
+            for (name, value) in A::legacy_secrets(&bytes) {
+                if journal.secret(&stream, name)?.is_none() {
+                    journal.set_secret(&stream, name, &value)?;
+                    moved += 1;
+                }
+            }
+        }
+    }
+    journal.set_marker(SECRETS_MOVED)?;
+    Ok(moved)
+}

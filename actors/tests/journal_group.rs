@@ -33,7 +33,6 @@ fn registered(stream: StreamId, email: &str) -> UserEvent {
         user_id: UserId::from_uuid(stream.id),
         email: email.to_owned(),
         username: "test".to_owned(),
-        password_hash: "$argon2id$placeholder".to_owned(),
     }
 }
 
@@ -83,6 +82,7 @@ fn command(
         offset: None,
         schedule: None,
         archive: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 

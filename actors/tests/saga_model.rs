@@ -274,7 +274,6 @@ impl World {
                 user_id: user_id(),
                 email: "buyer@example.com".into(),
                 username: "buyer".into(),
-                password_hash: "not-a-real-hash".into(),
             });
             if setup.balance > 0 {
                 user_events.push(UserEvent::Deposited {

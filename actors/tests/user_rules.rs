@@ -1,6 +1,8 @@
 //! Given/when/then tests for every rule of the user aggregate.
 
-use ordersaga_actors::aggregates::{ChargeRecord, User, UserStatus, EMAIL_INDEX};
+use ordersaga_actors::aggregates::{
+    verify_password, ChargeRecord, User, UserStatus, EMAIL_INDEX, PASSWORD_SECRET,
+};
 use ordersaga_actors::testing::AggregateTest;
 use ordersaga_actors::{Aggregate, UniqueChange};
 use ordersaga_events::reply::ReasonCode;
@@ -30,14 +32,12 @@ fn register(email: &str, username: &str, password: &str) -> UserCommand {
     }
 }
 
-/// A `Registered` event with a placeholder hash: rules other than
-/// registration never look at the hash, and real hashing is slow.
+/// A `Registered` event.
 fn registered() -> UserEvent {
     UserEvent::Registered {
         user_id: user(),
         email: EMAIL.to_owned(),
         username: "alice".to_owned(),
-        password_hash: "$argon2id$placeholder".to_owned(),
     }
 }
 
@@ -109,55 +109,78 @@ fn aggregate_identity() {
 
 // ---------------------------------------------------------------- register
 
-#[test]
-fn register_stores_a_salted_argon2id_hash_never_the_plaintext() {
-    AggregateTest::<User>::given_no_previous_events()
-        .when(register(EMAIL, "alice", PASSWORD))
-        .then_inspect(|result, state| {
-            let events = result.as_ref().expect("registration accepted");
-            assert_eq!(events.len(), 1);
-            let UserEvent::Registered {
-                user_id,
-                email,
-                username,
-                password_hash,
-            } = &events[0]
-            else {
-                panic!("expected Registered, got {:?}", events[0]);
-            };
-            assert_eq!(*user_id, user());
-            assert_eq!(email, EMAIL);
-            assert_eq!(username, "alice");
-            assert_ne!(password_hash, PASSWORD);
-            assert!(!password_hash.contains(PASSWORD));
-            assert!(password_hash.starts_with("$argon2id$"), "{password_hash}");
+/// `command` after the service's blocking-pool step (the password hashed).
+fn prepared(mut command: UserCommand) -> UserCommand {
+    User::prepare(&mut command).expect("prepared");
+    command
+}
 
-            assert_eq!(state.status(), UserStatus::Active);
-            assert!(state.is_registered());
-            assert_eq!(state.user_id(), Some(user()));
-            assert_eq!(state.password_hash(), password_hash);
-            assert!(state.verify_password(PASSWORD));
-            assert!(!state.verify_password("wrong password"));
-            assert!(!state.verify_password(""));
-            assert_eq!(state.balance(), Cents::ZERO);
-        });
+/// The password hash a decision stores as a secret.
+fn stored_hash(command: &UserCommand, events: &[UserEvent]) -> String {
+    match User::secrets(command, events).as_slice() {
+        [(name, Some(hash))] if *name == PASSWORD_SECRET => {
+            String::from_utf8(hash.clone()).unwrap()
+        }
+        other => panic!("expected one password secret, got {other:?}"),
+    }
+}
+
+#[test]
+fn register_keeps_a_salted_argon2id_hash_as_a_secret_never_in_the_event() {
+    // Given a registration hashed off the actor,
+    let command = prepared(register(EMAIL, "alice", PASSWORD));
+    // when it is decided,
+    let events = User::default().decide(&command).expect("accepted");
+    // then the event carries who registered, and no credential at all,
+    assert_eq!(
+        events,
+        vec![UserEvent::Registered {
+            user_id: user(),
+            email: EMAIL.to_owned(),
+            username: "alice".to_owned(),
+        }]
+    );
+    // and the hash goes to the store's secrets.
+    let hash = stored_hash(&command, &events);
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains(PASSWORD));
+    assert!(verify_password(&hash, PASSWORD));
+    assert!(!verify_password(&hash, "wrong password"));
+    assert!(!verify_password(&hash, ""));
+    // Neither the plaintext nor the hash shows in a log of the command.
+    let logged = format!("{command:?}");
+    assert!(
+        !logged.contains(PASSWORD) && !logged.contains("argon2"),
+        "{logged}"
+    );
+
+    let state = User::from_events(&events);
+    assert_eq!(state.status(), UserStatus::Active);
+    assert!(state.is_registered());
+    assert_eq!(state.user_id(), Some(user()));
+    assert_eq!(state.balance(), Cents::ZERO);
 }
 
 #[test]
 fn register_salts_each_hash_differently() {
-    let hash = |result: &Result<Vec<UserEvent>, UserRejection>| match &result.as_ref().unwrap()[0] {
-        UserEvent::Registered { password_hash, .. } => password_hash.clone(),
-        other => panic!("unexpected {other:?}"),
+    let hash = || {
+        let command = prepared(register(EMAIL, "alice", PASSWORD));
+        let events = User::default().decide(&command).expect("accepted");
+        stored_hash(&command, &events)
     };
-    let prepared = || {
-        let mut command = register(EMAIL, "alice", PASSWORD);
-        User::prepare(&mut command).expect("prepared");
-        command
-    };
-    let state = User::default();
-    let first = hash(&state.decide(&prepared()));
-    let second = hash(&state.decide(&prepared()));
-    assert_ne!(first, second);
+    assert_ne!(hash(), hash());
+}
+
+#[test]
+fn delete_clears_the_password_secret() {
+    let events = vec![UserEvent::Deleted {
+        email: EMAIL.to_owned(),
+    }];
+    let delete = UserCommand::Delete { user_id: user() };
+    assert_eq!(
+        User::secrets(&delete, &events),
+        vec![(PASSWORD_SECRET, None)]
+    );
 }
 
 #[test]
@@ -293,22 +316,16 @@ fn register_with_short_password_is_rejected() {
 fn register_accepts_a_password_of_8_characters() {
     AggregateTest::<User>::given_no_previous_events()
         .when(register(EMAIL, "alice", "12345678"))
-        .then_inspect(|result, state| {
-            assert!(result.is_ok(), "{result:?}");
-            assert!(state.verify_password("12345678"));
-        });
-}
-
-#[test]
-fn verify_password_is_false_when_unregistered() {
-    assert!(!User::default().verify_password(""));
-    assert!(!User::default().verify_password(PASSWORD));
+        .then_inspect(|result, _| assert!(result.is_ok(), "{result:?}"));
+    let command = prepared(register(EMAIL, "alice", "12345678"));
+    let events = User::default().decide(&command).expect("accepted");
+    assert!(verify_password(&stored_hash(&command, &events), "12345678"));
 }
 
 #[test]
 fn verify_password_is_false_for_an_unparseable_hash() {
-    let state = User::from_events(&[registered()]);
-    assert!(!state.verify_password(PASSWORD));
+    assert!(!verify_password("", PASSWORD));
+    assert!(!verify_password("$argon2id$placeholder", PASSWORD));
 }
 
 // ---------------------------------------------------------------- deposit

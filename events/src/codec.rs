@@ -189,6 +189,53 @@ fn decode_bincode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError
     Ok(value)
 }
 
+/// Decodes a bincode event payload body (the nested bytes of an envelope):
+/// what an upcast of an older payload version reads its old shape with.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
+    decode_bincode_body(payload)
+}
+
+/// An event envelope's payload, not yet decoded, with the schema version it
+/// was written under: what a migration reads an old payload's fields from.
+#[derive(Debug)]
+pub enum RawEvent {
+    /// A bincode envelope's nested payload bytes.
+    Bincode {
+        /// The payload's schema version.
+        schema_version: u16,
+        /// The payload, bincode.
+        payload: Vec<u8>,
+    },
+    /// A JSON envelope's payload object.
+    Json {
+        /// The payload's schema version.
+        schema_version: u16,
+        /// The payload.
+        payload: serde_json::Value,
+    },
+}
+
+/// Reads an encoded event envelope up to its payload.
+pub fn decode_raw_event(bytes: &[u8]) -> Result<RawEvent, CodecError> {
+    match Format::detect(bytes)? {
+        Format::Bincode => {
+            let raw: Envelope<Vec<u8>> = decode_bincode_body(&bytes[1..])?;
+            Ok(RawEvent::Bincode {
+                schema_version: raw.schema_version,
+                payload: raw.payload,
+            })
+        }
+        Format::Json => {
+            let raw: Envelope<serde_json::Value> =
+                serde_json::from_slice(json_body(bytes)).map_err(json_error)?;
+            Ok(RawEvent::Json {
+                schema_version: raw.schema_version,
+                payload: raw.payload,
+            })
+        }
+    }
+}
+
 /// A versioned event payload type.
 ///
 /// Bump `SCHEMA_VERSION` whenever the payload's encoding changes, keep the old

@@ -1,6 +1,6 @@
 //! The users service contract: accounts, money in, charges and refunds.
 
-use crate::codec::Versioned;
+use crate::codec::{CodecError, Versioned};
 use crate::ids::{OrderId, UserId};
 use crate::money::Cents;
 use crate::reply::ReasonCode;
@@ -139,8 +139,6 @@ pub enum UserEvent {
         email: String,
         /// Display name.
         username: String,
-        /// argon2id PHC string; the plaintext is never persisted.
-        password_hash: String,
     },
     /// Funds were added.
     Deposited {
@@ -172,9 +170,123 @@ pub enum UserEvent {
     },
 }
 
+/// Version 2 left the password hash out of `Registered`: credentials stay in
+/// the users store, never in an event (events are published, and anyone may
+/// read the events topics). Version 1 payloads are upcast by dropping it.
 impl Versioned for UserEvent {
-    const SCHEMA_VERSION: u16 = 1;
+    const SCHEMA_VERSION: u16 = 2;
     const TYPE_NAME: &'static str = "UserEvent";
+
+    fn upcast_json(
+        version: u16,
+        mut payload: serde_json::Value,
+    ) -> Result<serde_json::Value, CodecError> {
+        match version {
+            1 => {
+                if let Some(registered) = payload.get_mut("Registered") {
+                    if let Some(fields) = registered.as_object_mut() {
+                        fields.remove("password_hash");
+                    }
+                }
+                Ok(payload)
+            }
+            other => Err(Self::unknown_version(other)),
+        }
+    }
+
+    fn upcast_bincode(version: u16, payload: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => Ok(v1::UserEvent::decode(payload)?.into()),
+            other => Err(Self::unknown_version(other)),
+        }
+    }
+}
+
+/// The password hash a version 1 `Registered` payload carried, for stores
+/// written before credentials left the events: the users service reads it
+/// once from its own store. `None` for any other payload.
+pub fn v1_password_hash(payload: &[u8]) -> Result<Option<String>, CodecError> {
+    Ok(match v1::UserEvent::decode(payload)? {
+        v1::UserEvent::Registered { password_hash, .. } => Some(password_hash),
+        _ => None,
+    })
+}
+
+/// The password hash a stored event envelope of version 1 carried (see
+/// [`v1_password_hash`]); `None` for a later version or another event.
+pub fn v1_password_hash_of_event(bytes: &[u8]) -> Result<Option<String>, CodecError> {
+    match crate::codec::decode_raw_event(bytes)? {
+        crate::codec::RawEvent::Bincode {
+            schema_version: 1,
+            payload,
+        } => v1_password_hash(&payload),
+        crate::codec::RawEvent::Json {
+            schema_version: 1,
+            payload,
+        } => Ok(payload
+            .pointer("/Registered/password_hash")
+            .and_then(|hash| hash.as_str())
+            .map(str::to_owned)),
+        _ => Ok(None),
+    }
+}
+
+/// Version 1 of [`UserEvent`], kept to read old payloads. Never extend it.
+mod v1 {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub(super) enum UserEvent {
+        Registered {
+            user_id: UserId,
+            email: String,
+            username: String,
+            password_hash: String,
+        },
+        Deposited {
+            amount: Cents,
+        },
+        Charged {
+            order_id: OrderId,
+            amount: Cents,
+        },
+        Refunded {
+            order_id: OrderId,
+            amount: Cents,
+        },
+        Deactivated,
+        Deleted {
+            email: String,
+        },
+    }
+
+    impl UserEvent {
+        pub(super) fn decode(payload: &[u8]) -> Result<Self, CodecError> {
+            crate::codec::decode_payload(payload)
+        }
+    }
+
+    impl From<UserEvent> for super::UserEvent {
+        fn from(old: UserEvent) -> Self {
+            match old {
+                UserEvent::Registered {
+                    user_id,
+                    email,
+                    username,
+                    password_hash: _,
+                } => Self::Registered {
+                    user_id,
+                    email,
+                    username,
+                },
+                UserEvent::Deposited { amount } => Self::Deposited { amount },
+                UserEvent::Charged { order_id, amount } => Self::Charged { order_id, amount },
+                UserEvent::Refunded { order_id, amount } => Self::Refunded { order_id, amount },
+                UserEvent::Deactivated => Self::Deactivated,
+                UserEvent::Deleted { email } => Self::Deleted { email },
+            }
+        }
+    }
 }
 
 /// Why a user command was rejected. Codes are stable (see [`ReasonCode`]).

@@ -61,7 +61,6 @@ fn user_events() -> Vec<UserEvent> {
             user_id: UserId::new(),
             email: "a@example.com".into(),
             username: "a".into(),
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         },
         UserEvent::Deposited { amount: Cents(5) },
         UserEvent::Charged {

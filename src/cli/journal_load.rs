@@ -179,7 +179,6 @@ fn command_batch(
                 user_id: UserId::from_uuid(slot.stream.id),
                 email,
                 username: "load".into(),
-                password_hash: "$argon2id$journal-load-placeholder".into(),
             }
         } else {
             UserEvent::Deposited {
@@ -232,5 +231,6 @@ fn command_batch(
         }),
         schedule: None,
         archive: Vec::new(),
+        secrets: Vec::new(),
     })
 }

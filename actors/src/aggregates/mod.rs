@@ -11,4 +11,4 @@ mod user;
 pub use inventory::{Product, Reservation, ReservationState};
 pub use order::Order;
 pub use saga::{LineReservation, Saga};
-pub use user::{ChargeRecord, User, UserStatus, EMAIL_INDEX};
+pub use user::{verify_password, ChargeRecord, User, UserStatus, EMAIL_INDEX, PASSWORD_SECRET};

@@ -12,6 +12,21 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// The name of the secret holding an account's argon2id password hash.
+pub const PASSWORD_SECRET: &str = "password";
+
+/// Whether `plaintext` matches `hash` (an argon2 PHC string). `false` for a
+/// hash that cannot be parsed, so a damaged record can never be logged into.
+/// Slow by design: call it on a blocking thread.
+pub fn verify_password(hash: &str, plaintext: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(plaintext.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// The uniqueness index that keeps one account per email address.
 pub const EMAIL_INDEX: &str = "user-email";
 
@@ -63,7 +78,6 @@ pub struct User {
     status: UserStatus,
     email: String,
     username: String,
-    password_hash: String,
     balance: Cents,
     total_deposited: Cents,
     total_charged: Cents,
@@ -99,11 +113,6 @@ impl User {
         &self.username
     }
 
-    /// The argon2id PHC string; empty when unregistered.
-    pub fn password_hash(&self) -> &str {
-        &self.password_hash
-    }
-
     /// Money available to charge.
     pub fn balance(&self) -> Cents {
         self.balance
@@ -128,21 +137,6 @@ impl User {
     /// copy of the state (charges live in the journal's archive).
     pub fn charge(&self, order_id: OrderId) -> Option<&ChargeRecord> {
         self.charges.get(&order_id)
-    }
-
-    /// Whether `plaintext` is this account's password. `false` when
-    /// unregistered or when the stored hash cannot be parsed, so a corrupt
-    /// record can never be logged into.
-    pub fn verify_password(&self, plaintext: &str) -> bool {
-        if !self.is_registered() {
-            return false;
-        }
-        match PasswordHash::new(&self.password_hash) {
-            Ok(parsed) => Argon2::default()
-                .verify_password(plaintext.as_bytes(), &parsed)
-                .is_ok(),
-            Err(_) => false,
-        }
     }
 
     /// The refusal for an account that cannot take deposits or charges now.
@@ -170,17 +164,17 @@ impl User {
         if password.hash().is_none() {
             check_password(password.plaintext())?;
         }
-        let password_hash = password
-            .hash()
-            .ok_or_else(|| {
-                UserRejection::Hashing("the password was not hashed before deciding".into())
-            })?
-            .to_owned();
+        // The hash itself is stored as a secret, never in the event
+        // (`Aggregate::secrets`); without one there would be no way to log in.
+        if password.hash().is_none() {
+            return Err(UserRejection::Hashing(
+                "the password was not hashed before deciding".into(),
+            ));
+        }
         Ok(vec![UserEvent::Registered {
             user_id,
             email,
             username,
-            password_hash,
         }])
     }
 
@@ -361,6 +355,32 @@ impl Aggregate for User {
 
     const PREPARES: bool = true;
 
+    fn secrets(
+        command: &UserCommand,
+        events: &[UserEvent],
+    ) -> Vec<(&'static str, Option<Vec<u8>>)> {
+        events
+            .iter()
+            .filter_map(|event| match (event, command) {
+                (UserEvent::Registered { .. }, UserCommand::Register { password, .. }) => password
+                    .hash()
+                    .map(|hash| (PASSWORD_SECRET, Some(hash.as_bytes().to_vec()))),
+                // A deleted account can never log in again.
+                (UserEvent::Deleted { .. }, _) => Some((PASSWORD_SECRET, None)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn legacy_secrets(stored_event: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+        match ordersaga_events::user::v1_password_hash_of_event(stored_event) {
+            Ok(Some(hash)) => vec![(PASSWORD_SECRET, hash.into_bytes())],
+            _ => Vec::new(),
+        }
+    }
+
+    const LEGACY_SECRETS: bool = true;
+
     fn archive_key(event: &UserEvent) -> Option<String> {
         match event {
             UserEvent::Charged { order_id, .. } | UserEvent::Refunded { order_id, .. } => {
@@ -420,13 +440,11 @@ impl Aggregate for User {
                 user_id,
                 email,
                 username,
-                password_hash,
             } => {
                 if !self.is_registered() {
                     self.user_id = Some(*user_id);
                     self.email.clone_from(email);
                     self.username.clone_from(username);
-                    self.password_hash.clone_from(password_hash);
                     self.status = UserStatus::Active;
                 }
             }

@@ -8,7 +8,7 @@
 //! so it can never disagree with the log, and it can always be rebuilt from
 //! the log (see [`Journal::archive_from_log`]).
 
-use super::keys::{archive_key, read_u64};
+use super::keys::{read_u64, stream_item_key};
 use super::{Journal, JournalError};
 use ordersaga_events::StreamId;
 
@@ -20,7 +20,7 @@ impl Journal {
         stream: &StreamId,
         item: &str,
     ) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
-        let Some(value) = self.trees().archive.get(archive_key(stream, item))? else {
+        let Some(value) = self.trees().archive.get(stream_item_key(stream, item))? else {
             return Ok(None);
         };
         let sequence = read_u64(&value).ok_or_else(|| JournalError::Corrupt {
@@ -56,7 +56,7 @@ impl Journal {
             if let Some(key) = key_of(sequence, &bytes)? {
                 self.trees()
                     .archive
-                    .insert(archive_key(stream, &key), &sequence.to_be_bytes())?;
+                    .insert(stream_item_key(stream, &key), &sequence.to_be_bytes())?;
                 written += 1;
             }
         }

@@ -44,8 +44,9 @@ pub fn unique_key(index: &str, value: &str) -> Vec<u8> {
     key
 }
 
-/// `archive` key: stream key, then the item's key.
-pub fn archive_key(stream: &StreamId, item: &str) -> Vec<u8> {
+/// `archive` and `secrets` key: stream key, then the item's key or the
+/// secret's name.
+pub fn stream_item_key(stream: &StreamId, item: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(STREAM_KEY_LEN + item.len());
     key.extend_from_slice(&stream.to_key());
     key.extend_from_slice(item.as_bytes());

@@ -16,6 +16,7 @@
 //! | `deadlines` | wake-up time ++ stream key | (nothing): the streams to wake, by time |
 //! | `wake_at` | stream key | the stream's entry in `deadlines` |
 //! | `archive` | stream key ++ item key | sequence of the latest event about a closed item |
+//! | `secrets` | stream key ++ name | a credential of the stream (a password hash), never in an event |
 //!
 //! Everything one command causes is one [`AppendBatch`], written all or
 //! nothing in one sled transaction (shared with the other appends of its
@@ -32,6 +33,7 @@ mod open;
 mod quarantine;
 mod records;
 mod schedule;
+mod secrets;
 mod writer;
 
 pub use error::JournalError;
@@ -144,6 +146,7 @@ pub(crate) struct Trees {
     deadlines: sled::Tree,
     wake_at: sled::Tree,
     archive: sled::Tree,
+    secrets: sled::Tree,
     stats: Stats,
 }
 
@@ -214,6 +217,7 @@ impl Journal {
             deadlines: tree("deadlines")?,
             wake_at: tree("wake_at")?,
             archive: tree("archive")?,
+            secrets: tree("secrets")?,
             stats: Stats::default(),
             db,
         });

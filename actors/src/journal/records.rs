@@ -72,6 +72,11 @@ pub struct AppendBatch {
     /// where each one's story ended (see [`crate::aggregate::Aggregate::archive_key`]).
     /// Ignored without `events`.
     pub archive: Vec<(String, u64)>,
+    /// Secrets of the appended stream to set (`Some`) or remove (`None`), by
+    /// name: credentials that must stay in this store and never travel in an
+    /// event (see [`crate::aggregate::Aggregate::secrets`]). Ignored without
+    /// `events`.
+    pub secrets: Vec<(&'static str, Option<Vec<u8>>)>,
 }
 
 /// When `stream` wants to be woken next: at `wake_at` (milliseconds since

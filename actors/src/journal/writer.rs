@@ -21,7 +21,7 @@
 //! exactly as if they had committed on their own.
 
 use super::error::JournalError;
-use super::keys::{archive_key, event_key, offset_key, read_u64, unique_key};
+use super::keys::{event_key, offset_key, read_u64, stream_item_key, unique_key};
 use super::records::{AppendBatch, AppendReceipt, ConsumedOffset, Schedule};
 use super::schedule::{deadline_key, time_key};
 use super::{Trees, META_LOG_NEXT, META_OUTBOX_NEXT};
@@ -137,6 +137,7 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
         &trees.deadlines,
         &trees.wake_at,
         &trees.archive,
+        &trees.secrets,
     )
         .transaction(
             |(
@@ -151,6 +152,7 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
                 deadlines,
                 wake_at,
                 archive,
+                secrets,
             )| {
                 let tx = Tx {
                     events,
@@ -163,6 +165,7 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
                     deadlines,
                     wake_at,
                     archive,
+                    secrets,
                 };
                 // sled may run this closure again after a conflict: the
                 // outcomes and positions start afresh from the committed
@@ -263,6 +266,7 @@ struct Tx<'t> {
     deadlines: &'t TransactionalTree,
     wake_at: &'t TransactionalTree,
     archive: &'t TransactionalTree,
+    secrets: &'t TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -359,8 +363,17 @@ impl Tx<'_> {
             let version = append.expected_version + append.events.len() as u64;
             self.versions.insert(&holder, &version.to_be_bytes())?;
             for (item, sequence) in &batch.archive {
-                self.archive
-                    .insert(archive_key(&append.stream, item), &sequence.to_be_bytes())?;
+                self.archive.insert(
+                    stream_item_key(&append.stream, item),
+                    &sequence.to_be_bytes(),
+                )?;
+            }
+            for (name, value) in &batch.secrets {
+                let key = stream_item_key(&append.stream, name);
+                match value {
+                    Some(value) => self.secrets.insert(key, value.as_slice())?,
+                    None => self.secrets.remove(key)?,
+                };
             }
         }
         for bytes in &prepared.outbox {

@@ -348,6 +348,9 @@ impl<A: Aggregate> EntityCore<A> {
                         });
                     }
                 }
+                if !events.is_empty() {
+                    batch.secrets = A::secrets(&cmd.command, &events);
+                }
                 let sequences = (self.version + 1..=self.version + events.len() as u64).collect();
                 if !stored.is_empty() {
                     batch.events = Some(StreamAppend {

@@ -20,7 +20,7 @@ pub use records::{outbox_record, traceparent};
 use crate::aggregate::Aggregate;
 use crate::aggregates::{Order, Product, User};
 use crate::journal::Journal;
-use crate::recovery::{index_archive, stream_of, Recovered};
+use crate::recovery::{index_archive, move_legacy_secrets, stream_of, Recovered};
 use actix::prelude::*;
 use mailbox::Mailbox;
 use ordersaga_events::{CommandEnvelope, Reply, StreamId};
@@ -121,6 +121,20 @@ impl<A: Aggregate> Service<A> {
                 store = %journal.path().display(),
                 cause = %err,
                 "cannot build the archive index; closed orders are not remembered"
+            ),
+        }
+        match move_legacy_secrets::<A>(&journal) {
+            Ok(0) => {}
+            Ok(moved) => tracing::info!(
+                service = A::SERVICE.name(),
+                moved,
+                "moved credentials out of old events into the store's secrets"
+            ),
+            Err(err) => tracing::error!(
+                service = A::SERVICE.name(),
+                store = %journal.path().display(),
+                cause = %err,
+                "cannot move credentials out of old events; accounts registered before may not log in"
             ),
         }
         let mailbox = Mailbox::new(config.router_mailbox);
