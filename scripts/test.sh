@@ -27,7 +27,7 @@ scripts/kafka-broker.sh start
 trap 'scripts/kafka-broker.sh stop' EXIT
 
 kafka_tests=()
-for f in tests/kafka_*.rs tests/saga_*.rs; do
+for f in tests/kafka_*.rs tests/saga_*.rs tests/no_secrets.rs; do
   kafka_tests+=(--test "$(basename "$f" .rs)")
 done
 echo "== Kafka and saga tests against Tansu on 127.0.0.1:$ORDERSAGA_BROKER_PORT"

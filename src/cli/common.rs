@@ -157,8 +157,9 @@ pub fn announce_readiness(service: &RunningService, started: Instant) {
 /// Event encoding, snapshots and saga timing.
 #[derive(Debug, Args)]
 pub struct TuningArgs {
-    /// Encoding of records on the event topics: bincode or json.
-    #[arg(long, default_value = "bincode")]
+    /// Encoding of records on the event topics: json (readable from any
+    /// language) or bincode (smaller, for Rust consumers).
+    #[arg(long, default_value = "json")]
     pub event_format: Format,
     /// Snapshot every N events per aggregate (0: never).
     #[arg(long, default_value_t = 100)]

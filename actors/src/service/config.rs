@@ -20,7 +20,9 @@ pub struct ServiceConfig {
     /// Most entities kept in memory; past it the least recently used are
     /// passivated. Default 100 000.
     pub max_entities: usize,
-    /// Encoding of records published to the events topic. Default bincode.
+    /// Encoding of records published to the events topic. Default JSON, so
+    /// that a client in any language reads them with no extra schema; the
+    /// store keeps bincode either way.
     pub event_format: Format,
 }
 
@@ -32,7 +34,7 @@ impl Default for ServiceConfig {
             router_mailbox: 4096,
             passivate_after: Duration::from_secs(120),
             max_entities: 100_000,
-            event_format: Format::Bincode,
+            event_format: Format::Json,
         }
     }
 }
