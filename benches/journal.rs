@@ -58,8 +58,8 @@ fn batch(stream: StreamId, version: u64) -> AppendBatch {
         }),
         outbox: vec![OutboxRecord {
             topic: Service::Users.events_topic().to_owned(),
-            key: stream.id.to_string().into_bytes(),
-            payload: bytes,
+            key: Some(stream.id.to_string().into_bytes()),
+            payload: Some(bytes),
             headers: Vec::new(),
         }],
         processed: Some((command_id, encode(Format::Bincode, &reply).expect("reply"))),

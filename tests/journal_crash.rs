@@ -183,7 +183,8 @@ fn check_store(data: &Path, acks: &[Ack]) -> Checked {
     assert_eq!(outbox.len(), events.len(), "outbox ≠ events");
     for (i, (position, record)) in outbox.iter().enumerate() {
         assert_eq!(*position, i as u64 + 1, "gap in the outbox");
-        let envelope = decode_event::<UserEvent>(&record.payload).expect("outbox payload");
+        let envelope = decode_event::<UserEvent>(record.payload.as_deref().unwrap_or_default())
+            .expect("outbox payload");
         let stored = events
             .get(&(envelope.stream, envelope.sequence))
             .expect("outbox record of a missing event");

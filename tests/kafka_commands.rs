@@ -13,6 +13,7 @@ use ordersaga_events::topics::{header, Service, DEADLETTER, USERS_COMMANDS, USER
 use ordersaga_events::user::{Password, UserCommand, UserEvent};
 use ordersaga_events::{Cents, CommandEnvelope, Outcome, Reply, StreamKind, UserId};
 use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
 use support::{header_text, producer, send, send_raw, Probe, TestBroker};
 
 const REPLIES: &str = "test.replies";
@@ -277,6 +278,33 @@ async fn garbage_is_dead_lettered_and_the_next_record_is_still_processed() {
     assert_eq!(
         header_text(&dead.seen[1], header::CONTENT_TYPE).as_deref(),
         Some("application/json")
+    );
+    running.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_null_key_and_a_null_value_stay_null_in_the_dead_letter() {
+    let broker = TestBroker::from_env();
+    let (kafka, running, _dir) = setup(&broker, Format::Bincode).await;
+    let producer = producer(&kafka);
+    // Given a record with neither key nor value (a tombstone),
+    let physical = kafka.name(USERS_COMMANDS);
+    let nothing: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&physical);
+    producer
+        .send(nothing, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce a tombstone");
+    // when it is dead-lettered, then the letter has neither either: the
+    // original record, unchanged.
+    let mut dead = Probe::new(&kafka, DEADLETTER);
+    dead.at_least(1).await;
+    let letter = &dead.seen[0];
+    assert_eq!(letter.key(), None, "a null key stays null");
+    assert_eq!(letter.payload(), None, "a null value stays null");
+    assert_eq!(
+        header_text(letter, header::DEADLETTER_CODE).as_deref(),
+        Some("undecodable")
     );
     running.stop().await;
 }

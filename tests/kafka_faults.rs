@@ -22,8 +22,8 @@ use support::{Outage, Probe, PATIENCE};
 fn marker(n: usize) -> OutboxRecord {
     OutboxRecord {
         topic: USERS_EVENTS.to_string(),
-        key: format!("marker-{n}").into_bytes(),
-        payload: format!("{{\"marker\":{n}}}").into_bytes(),
+        key: Some(format!("marker-{n}").into_bytes()),
+        payload: Some(format!("{{\"marker\":{n}}}").into_bytes()),
         headers: Vec::new(),
     }
 }

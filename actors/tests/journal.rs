@@ -84,8 +84,8 @@ fn command(stream: StreamId, expected: u64, payloads: Vec<UserEvent>) -> AppendB
         let bytes = envelope_bytes(stream, sequence, command_id, payload);
         outbox.push(OutboxRecord {
             topic: Service::Users.events_topic().to_owned(),
-            key: stream.id.to_string().into_bytes(),
-            payload: bytes.clone(),
+            key: Some(stream.id.to_string().into_bytes()),
+            payload: Some(bytes.clone()),
             headers: Vec::new(),
         });
         events.push(bytes);

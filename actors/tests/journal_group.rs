@@ -63,8 +63,8 @@ fn command(
         let bytes = encode_event(Format::Bincode, &envelope).expect("encode envelope");
         outbox.push(OutboxRecord {
             topic: Service::Users.events_topic().to_owned(),
-            key: stream.id.to_string().into_bytes(),
-            payload: bytes.clone(),
+            key: Some(stream.id.to_string().into_bytes()),
+            payload: Some(bytes.clone()),
             headers: Vec::new(),
         });
         events.push(bytes);

@@ -350,7 +350,7 @@ impl World {
             let record = outbox_record(&outgoing, Some(SAGA_REPLIES), self.now)
                 .map_err(|e| TestCaseError::fail(format!("unencodable: {e}")))?;
             self.commands
-                .entry((record.topic.clone(), record.key.clone()))
+                .entry((record.topic.clone(), record.key.clone().unwrap_or_default()))
                 .or_default()
                 .push_back(record);
         }
@@ -381,7 +381,8 @@ impl World {
         let reply = match record.topic.as_str() {
             INVENTORY_COMMANDS => {
                 let envelope: CommandEnvelope<InventoryCommand> =
-                    codec::decode(&record.payload).map_err(undecodable)?;
+                    codec::decode(record.payload.as_deref().unwrap_or_default())
+                        .map_err(undecodable)?;
                 let product = self
                     .products
                     .get_mut(&envelope.command.product_id())
@@ -394,7 +395,8 @@ impl World {
             }
             USERS_COMMANDS => {
                 let envelope: CommandEnvelope<UserCommand> =
-                    codec::decode(&record.payload).map_err(undecodable)?;
+                    codec::decode(record.payload.as_deref().unwrap_or_default())
+                        .map_err(undecodable)?;
                 execute(
                     &mut self.user,
                     &mut self.user_archive,
@@ -405,7 +407,8 @@ impl World {
             }
             ORDERS_COMMANDS => {
                 let envelope: CommandEnvelope<OrderCommand> =
-                    codec::decode(&record.payload).map_err(undecodable)?;
+                    codec::decode(record.payload.as_deref().unwrap_or_default())
+                        .map_err(undecodable)?;
                 let (reply, events) = execute(
                     &mut self.order,
                     &mut HashMap::new(),

@@ -1507,22 +1507,22 @@ fn decode(records: &[OutboxRecord]) -> Vec<(String, Sent)> {
             let trace = format!("00-{}-", saga_id().as_uuid().as_simple());
             assert!(value.starts_with(&trace), "{value}");
             assert_eq!(value.len(), 55, "{value}");
-            assert_eq!(record.payload.first(), Some(&codec::BINCODE_TAG));
-            let key = String::from_utf8(record.key.clone()).unwrap();
+            let payload = record.payload.as_deref().expect("a value");
+            assert_eq!(payload.first(), Some(&codec::BINCODE_TAG));
+            let key = String::from_utf8(record.key.clone().expect("a key")).unwrap();
             let sent = match record.topic.as_str() {
                 INVENTORY_COMMANDS => {
-                    let e: CommandEnvelope<InventoryCommand> =
-                        codec::decode(&record.payload).unwrap();
+                    let e: CommandEnvelope<InventoryCommand> = codec::decode(payload).unwrap();
                     assert_eq!(key, e.command.product_id().to_string());
                     Sent::Inventory(e)
                 }
                 ORDERS_COMMANDS => {
-                    let e: CommandEnvelope<OrderCommand> = codec::decode(&record.payload).unwrap();
+                    let e: CommandEnvelope<OrderCommand> = codec::decode(payload).unwrap();
                     assert_eq!(key, e.command.order_id().to_string());
                     Sent::Order(e)
                 }
                 USERS_COMMANDS => {
-                    let e: CommandEnvelope<UserCommand> = codec::decode(&record.payload).unwrap();
+                    let e: CommandEnvelope<UserCommand> = codec::decode(payload).unwrap();
                     assert_eq!(key, e.command.user_id().to_string());
                     Sent::User(e)
                 }

@@ -189,6 +189,13 @@ fn decode_bincode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError
     Ok(value)
 }
 
+/// Encodes `value` as a bare bincode body (no format byte), as event
+/// payloads nest inside their envelope.
+pub fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, bincode_config())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
 /// Decodes a bincode event payload body (the nested bytes of an envelope):
 /// what an upcast of an older payload version reads its old shape with.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {

@@ -198,8 +198,8 @@ fn command_batch(
         let bytes = encode_event(Format::Bincode, &envelope)?;
         outbox.push(OutboxRecord {
             topic: Service::Users.events_topic().to_string(),
-            key: slot.stream.id.to_string().into_bytes(),
-            payload: bytes.clone(),
+            key: Some(slot.stream.id.to_string().into_bytes()),
+            payload: Some(bytes.clone()),
             headers: vec![(
                 header::CONTENT_TYPE.to_string(),
                 Format::Bincode.content_type().as_bytes().to_vec(),

@@ -61,8 +61,8 @@ pub fn record(
     ]);
     OutboxRecord {
         topic: DEADLETTER.to_string(),
-        key: key.unwrap_or_default().to_vec(),
-        payload: payload.unwrap_or_default().to_vec(),
+        key: key.map(<[u8]>::to_vec),
+        payload: payload.map(<[u8]>::to_vec),
         headers,
     }
 }

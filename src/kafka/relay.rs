@@ -261,10 +261,15 @@ fn to_record<'a>(topic: &'a str, record: &'a OutboxRecord) -> FutureRecord<'a, [
             value: Some(value.as_slice()),
         });
     }
-    FutureRecord::to(topic)
-        .key(record.key.as_slice())
-        .payload(record.payload.as_slice())
-        .headers(headers)
+    // A null key or value stays null: rdkafka leaves out what is not set.
+    let mut out = FutureRecord::to(topic).headers(headers);
+    if let Some(key) = &record.key {
+        out = out.key(key.as_slice());
+    }
+    if let Some(payload) = &record.payload {
+        out = out.payload(payload.as_slice());
+    }
+    out
 }
 
 /// The record's W3C trace context, for the log line that says it left.
@@ -402,8 +407,8 @@ async fn deadletter_record(
         &origin,
         "unpublishable",
         &err.to_string(),
-        Some(&record.key),
-        Some(&record.payload),
+        record.key.as_deref(),
+        record.payload.as_deref(),
         record.headers.clone(),
     );
     let topic = kafka.name(&letter.topic);

@@ -50,7 +50,7 @@ impl Journal {
                 what: "outbox position".into(),
                 detail: format!("a key of {} bytes", key.len()),
             })?;
-            match decode::<OutboxRecord>(&value) {
+            match OutboxRecord::from_row(&value) {
                 Ok(record) => batch.records.push((position, record)),
                 Err(err) => batch.corrupt.push(CorruptRecord {
                     position,

@@ -2,6 +2,7 @@
 //! events (outbox records, consumer offsets).
 
 use crate::aggregate::UniqueChange;
+use ordersaga_events::codec::{self, CodecError};
 use ordersaga_events::{CommandId, StreamId};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -25,12 +26,52 @@ pub struct StreamAppend {
 pub struct OutboxRecord {
     /// Destination topic.
     pub topic: String,
-    /// Record key.
-    pub key: Vec<u8>,
-    /// Record value.
-    pub payload: Vec<u8>,
+    /// Record key; `None` is a null key (a dead letter keeps its original's
+    /// null as null, not as an empty key).
+    pub key: Option<Vec<u8>>,
+    /// Record value; `None` is a null value (a tombstone).
+    pub payload: Option<Vec<u8>>,
     /// Record headers.
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// The first byte of an outbox row in the current layout. Rows written
+/// before keys and values could be null start with the codec's bincode byte
+/// (0x01) and are read as [`OutboxRecordV1`].
+const OUTBOX_ROW_V2: u8 = 0x12;
+
+/// An outbox record as rows written before nullable keys and values hold it.
+#[derive(Deserialize)]
+struct OutboxRecordV1 {
+    topic: String,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl OutboxRecord {
+    /// The stored form of this record.
+    pub(crate) fn to_row(&self) -> Result<Vec<u8>, CodecError> {
+        let mut row = vec![OUTBOX_ROW_V2];
+        row.extend_from_slice(&codec::encode_payload(self)?);
+        Ok(row)
+    }
+
+    /// Reads a stored row, in either layout.
+    pub(crate) fn from_row(row: &[u8]) -> Result<Self, CodecError> {
+        match row.split_first() {
+            Some((&OUTBOX_ROW_V2, body)) => codec::decode_payload(body),
+            _ => {
+                let old: OutboxRecordV1 = codec::decode(row)?;
+                Ok(Self {
+                    topic: old.topic,
+                    key: Some(old.key),
+                    payload: Some(old.payload),
+                    headers: old.headers,
+                })
+            }
+        }
+    }
 }
 
 /// The position a consumer has processed up to, stored with its effects.

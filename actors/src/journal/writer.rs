@@ -220,7 +220,7 @@ impl<'a> Prepared<'a> {
         let outbox = batch
             .outbox
             .iter()
-            .map(|record| encode(Format::Bincode, record))
+            .map(|record| record.to_row())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let offset = match &batch.offset {

@@ -51,8 +51,8 @@ pub(crate) fn event_record<E: Versioned>(
 ) -> OutboxRecord {
     OutboxRecord {
         topic: service.events_topic().to_string(),
-        key: aggregate.to_string().into_bytes(),
-        payload,
+        key: Some(aggregate.to_string().into_bytes()),
+        payload: Some(payload),
         headers: vec![
             content_type(format),
             header_of(header::EVENT_ID, envelope.event_id.to_string()),
@@ -87,8 +87,8 @@ pub(crate) fn reply_record(
 ) -> Result<OutboxRecord, ServiceError> {
     Ok(OutboxRecord {
         topic: topic.to_string(),
-        key: reply.correlation_id.to_string().into_bytes(),
-        payload: encode(format, reply).map_err(encode_error)?,
+        key: Some(reply.correlation_id.to_string().into_bytes()),
+        payload: Some(encode(format, reply).map_err(encode_error)?),
         headers: vec![
             content_type(format),
             header_of(
@@ -130,8 +130,8 @@ pub fn outbox_record(
     };
     Ok(OutboxRecord {
         topic: outgoing.command.service().commands_topic().to_string(),
-        key: outgoing.command.aggregate_id().to_string().into_bytes(),
-        payload,
+        key: Some(outgoing.command.aggregate_id().to_string().into_bytes()),
+        payload: Some(payload),
         headers: vec![
             content_type(Format::Bincode),
             header_of(
