@@ -12,6 +12,7 @@ use crate::kafka::liveness::{self, Ownership, Readiness};
 use crate::kafka::relay::{self, RelayProgress};
 use crate::kafka::topics::{ensure_topics, topics_of};
 use crate::kafka::{KafkaConfig, TransportError};
+use crate::saga::clock::Clock;
 use crate::saga::{follower, operator, replies, timer};
 use ordersaga_actors::aggregates::{Order, Product, Saga, User};
 use ordersaga_actors::{Aggregate, Journal, JournalConfig, Service, ServiceConfig};
@@ -43,8 +44,14 @@ pub struct NodeOptions {
     /// Timeouts and retries of new sagas. Default: 10 s steps, a 90 s budget
     /// ([`SagaPolicy::default`]).
     pub saga: SagaPolicy,
-    /// How often the saga timer looks for due sagas. Default 250 ms.
+    /// How often the saga timer looks for due sagas. Default 250 ms. Unused
+    /// with a manual clock, whose timer ticks when the test asks.
     pub saga_tick: Duration,
+    /// The time the orders service gives its sagas, and what drives the
+    /// timer. Default [`Clock::System`]; tests pass a
+    /// [`ManualClock`](crate::saga::clock::ManualClock) so that timeouts
+    /// happen when they say.
+    pub saga_clock: Clock,
     /// The static member id of this instance in its consumer groups. Default
     /// `None`: derived from the service and its store's id, so that the same
     /// store restarted is the same member.
@@ -65,6 +72,7 @@ impl NodeOptions {
             publish_grace: Duration::from_secs(5),
             saga: SagaPolicy::default(),
             saga_tick: Duration::from_millis(250),
+            saga_clock: Clock::System,
             instance_id: None,
             deaf_after: Duration::from_secs(15),
         }
@@ -337,7 +345,7 @@ where
         service.clone(),
         name.commands_topic(),
         &group,
-        consumer::decode_command::<A::Command>,
+        consumer::command_decoder::<A::Command>(),
     )?;
     let (liveness, readiness) = base.liveness(name, options);
     tracing::info!(service = name.name(), instance_id = %base.instance_id, "started");
@@ -376,7 +384,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             orders.clone(),
             name.commands_topic(),
             "ordersaga-orders",
-            consumer::decode_command,
+            consumer::command_decoder(),
         )?,
         consumer_task(
             &mut base,
@@ -384,7 +392,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             sagas.clone(),
             SAGA_REPLIES,
             "ordersaga-orders-saga-replies",
-            replies::decode_reply,
+            replies::reply_decoder(options.saga_clock.clone()),
         )?,
         consumer_task(
             &mut base,
@@ -392,7 +400,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             sagas.clone(),
             SAGA_COMMANDS,
             "ordersaga-orders-saga-commands",
-            operator::decode_operator_command,
+            operator::operator_decoder(options.saga_clock.clone()),
         )?,
     ];
     let (stop, stopped) = watch::channel(false);
@@ -402,6 +410,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             base.journal.clone(),
             sagas.clone(),
             options.saga,
+            options.saga_clock.clone(),
             stopped,
         )),
     });
@@ -412,6 +421,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             base.journal.clone(),
             sagas.clone(),
             options.saga_tick,
+            options.saga_clock.clone(),
             stopped,
         )),
     });

@@ -5,6 +5,7 @@
 
 mod support;
 
+use ordersaga::saga::clock::Clock;
 use ordersaga::saga::follower;
 use ordersaga_actors::aggregates::{Order, Saga};
 use ordersaga_actors::{Execute, Journal, Service, ServiceConfig};
@@ -77,6 +78,7 @@ async fn an_unreadable_order_event_is_skipped_loudly_and_later_orders_still_get_
         journal.clone(),
         sagas.clone(),
         SagaPolicy::default(),
+        Clock::System,
         stopped,
     ));
     let saga_version = |order: OrderId| {

@@ -24,19 +24,20 @@ use support::{header_text, producer, send_raw, Probe, TestBroker};
 
 const ORDERS: usize = 60;
 
+/// The saga step timeout of the orders service: longer than any run, so its
+/// timer never acts. Every saga here ends by its replies alone, which the
+/// outbox and the stored consumer offsets carry across the kill; a slow
+/// machine cannot turn that into resends or a `step_timeout` abort, and a
+/// reply lost in the crash would fail the test instead of being resent.
+const NEVER_MS: &str = "3600000";
+
 fn serve_orders(kafka: &ordersaga::kafka::KafkaConfig, data: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ordersaga"))
         .args(["serve", "orders", "--brokers", &kafka.brokers, "--data"])
         .arg(data)
         .args(["--namespace", kafka.namespace.as_deref().unwrap()])
         .args(["--partitions", &kafka.partitions.to_string()])
-        .args([
-            "--no-create-topics",
-            "--saga-step-timeout-ms",
-            "2000",
-            "--saga-step-budget-ms",
-            "30000",
-        ])
+        .args(["--no-create-topics", "--saga-step-timeout-ms", NEVER_MS])
         .args(support::restart_args())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -1,6 +1,10 @@
 //! The order saga end to end over Kafka: the three services on one broker
 //! (embedded, or real with `ORDERSAGA_TEST_BROKERS`), orders placed as any
 //! client would, and the final state checked in every store.
+//!
+//! The orders service runs on a manual saga clock (see `support::shop`): the
+//! paths that end by replies never meet a timeout, and the timeout path
+//! moves the clock itself.
 // Money is written as dollars_cents: 100_00 is 100.00.
 #![allow(clippy::inconsistent_digit_grouping)]
 
@@ -9,9 +13,10 @@ mod support;
 use ordersaga_actors::aggregates::{Order, Product, User};
 use ordersaga_actors::recovery::replay;
 use ordersaga_events::order::{OrderCommand, OrderStatus};
-use ordersaga_events::saga::SagaEvent;
+use ordersaga_events::saga::{SagaEvent, SagaPhase};
 use ordersaga_events::topics::Service;
 use ordersaga_events::{Cents, OrderId, ProductId, UserId};
+use std::time::Duration;
 use support::shop::Shop;
 use support::TestBroker;
 
@@ -128,6 +133,36 @@ async fn inventory_down_past_the_timeout_compensates_and_the_late_reservation_is
 
     shop.stop_service(Service::Inventory).await;
     let order = shop.order(user, &[(a, 2)]).await;
+    shop.saga_event(order, "the saga to start", |e| {
+        matches!(e, SagaEvent::Started { .. })
+    })
+    .await;
+
+    // Its reservation unanswered, the saga waits as long as the clock
+    // stands still, however often the timer ticks, and until the very
+    // end of its first attempt.
+    for _ in 0..3 {
+        assert_eq!(
+            shop.tick().await,
+            0,
+            "nothing is due while time stands still"
+        );
+    }
+    let first_wait = Duration::from_millis(shop.options.saga.wait_ms(1));
+    shop.clock.advance(first_wait - Duration::from_millis(1));
+    assert_eq!(shop.tick().await, 0, "not due a millisecond early");
+    let saga = shop.saga(order);
+    assert_eq!((saga.phase(), saga.attempt()), (SagaPhase::Reserving, 1));
+    shop.clock.advance(Duration::from_millis(1));
+    assert_eq!(shop.tick().await, 1, "due at its deadline");
+    let saga = shop.saga(order);
+    assert_eq!((saga.phase(), saga.attempt()), (SagaPhase::Reserving, 2));
+
+    // The other attempts run out too: the saga gives up and compensates.
+    for attempt in 2..=shop.options.saga.max_attempts {
+        assert_eq!(shop.outlast_attempt(attempt).await, 1);
+    }
+    assert_eq!(shop.saga(order).phase(), SagaPhase::Compensating);
     let started = shop
         .saga_event(order, "compensation after the timeout", |e| {
             matches!(e, SagaEvent::CompensationStarted { .. })

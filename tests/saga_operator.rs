@@ -6,7 +6,7 @@
 
 mod support;
 
-use ordersaga_events::saga::{SagaEvent, SagaPolicy};
+use ordersaga_events::saga::SagaEvent;
 use ordersaga_events::topics::Service;
 use std::process::Command;
 use support::shop::Shop;
@@ -28,13 +28,7 @@ fn ordersaga(args: &[&str]) -> (bool, String) {
 #[actix_rt::test]
 async fn a_stuck_saga_is_listed_shown_and_retried_until_it_aborts() {
     let broker = TestBroker::from_env();
-    // One attempt per step: with inventory away, the saga compensates and then
-    // gets stuck quickly.
-    let policy = SagaPolicy {
-        step_timeout_ms: 1_000,
-        max_attempts: 1,
-    };
-    let mut shop = Shop::start_with(&broker, policy).await;
+    let mut shop = Shop::start(&broker).await;
     let user = shop.user(50_00).await;
     let product = shop.product(10_00, 3).await;
     // Inventory goes away with the product still to be added: it is added
@@ -42,6 +36,18 @@ async fn a_stuck_saga_is_listed_shown_and_retried_until_it_aborts() {
     // in order on the product's partition.
     shop.stop_service(Service::Inventory).await;
     let order = shop.order(user, &[(product, 1)]).await;
+    shop.saga_event(order, "the saga to start", |e| {
+        matches!(e, SagaEvent::Started { .. })
+    })
+    .await;
+    // With inventory away, the reservation runs out of time and so does the
+    // release that compensates it.
+    shop.outlast_the_step().await;
+    shop.saga_event(order, "the saga to compensate", |e| {
+        matches!(e, SagaEvent::CompensationStarted { .. })
+    })
+    .await;
+    shop.outlast_the_step().await;
     let stuck = shop
         .saga_event(order, "the saga to get stuck", |e| {
             matches!(e, SagaEvent::Stuck { .. })
@@ -74,6 +80,7 @@ async fn a_stuck_saga_is_listed_shown_and_retried_until_it_aborts() {
     .await;
 
     // Offline, on the stopped store. The retried saga gets stuck again first.
+    shop.outlast_the_step().await;
     shop.saga_events_until(order, "the saga to get stuck again", |events| {
         let retried = events
             .iter()
@@ -129,13 +136,9 @@ async fn forged_saga_input_on_the_operator_topic_is_dead_lettered_not_believed()
     use support::{header_text, Probe};
 
     let broker = TestBroker::from_env();
-    // One long attempt: the saga's own timer stays quiet during the test,
-    // and one believed tick from the future would make it compensate.
-    let policy = SagaPolicy {
-        step_timeout_ms: 600_000,
-        max_attempts: 1,
-    };
-    let mut shop = Shop::start_with(&broker, policy).await;
+    // The saga's clock stands still, so its own timer stays quiet during the
+    // test, and one believed tick from the future would make it resend.
+    let mut shop = Shop::start(&broker).await;
     let user = shop.user(50_00).await;
     let product = shop.product(10_00, 3).await;
     // With inventory away the saga waits for its reservation.

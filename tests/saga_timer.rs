@@ -139,7 +139,10 @@ async fn a_tick_reads_the_due_sagas_only_however_many_have_finished() {
     );
 
     // One tick: three sagas read and ticked, not a hundred thousand.
-    assert_eq!(timer::tick_due(&journal, &sagas).await.unwrap(), 3);
+    assert_eq!(
+        timer::tick_due(&journal, &sagas, Utc::now()).await.unwrap(),
+        3
+    );
     for saga in &waiting {
         let state = sagas.state(saga.id).await.unwrap().state;
         assert_eq!(state.attempt(), 2, "each due saga was ticked once");

@@ -21,7 +21,7 @@
 //! offset, and consumption continues.
 
 use super::deadletter;
-pub use super::decode::{decode_command, Decoder, Refusal};
+pub use super::decode::{command_decoder, decode_command, Decoder, Refusal};
 use super::key_order::KeyOrder;
 pub use super::offsets::JournalOffsets;
 use super::offsets::{InFlight, Partition};
@@ -168,7 +168,7 @@ pub async fn run<A: Aggregate>(
                 match received {
                     Ok(message) => {
                         let message = message.detach();
-                        dispatch(&ctx, decode, &mut in_flight, &mut order, message).await;
+                        dispatch(&ctx, &decode, &mut in_flight, &mut order, message).await;
                     }
                     Err(err) => {
                         tracing::warn!(service = name, cause = %err, "consume error");
@@ -298,7 +298,7 @@ async fn finish<A: Aggregate>(
 
 async fn dispatch<A: Aggregate>(
     ctx: &Context<A>,
-    decode: Decoder<A::Command>,
+    decode: &Decoder<A::Command>,
     in_flight: &mut InFlight,
     order: &mut KeyOrder<uuid::Uuid, Work<A>>,
     message: OwnedMessage,

@@ -8,6 +8,7 @@ use ordersaga_events::codec::{decode, Format};
 use ordersaga_events::CommandEnvelope;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 /// Why a record is dead-lettered.
 #[derive(Debug)]
@@ -19,7 +20,15 @@ pub struct Refusal {
 }
 
 /// Turns a consumed record into a command for the service, or refuses it.
-pub type Decoder<C> = fn(&OwnedMessage) -> Result<(CommandEnvelope<C>, Format), Refusal>;
+/// A closure, not a plain function, because some decoders carry state: the
+/// saga's decoders stamp each command with the orders service's clock.
+pub type Decoder<C> =
+    Arc<dyn Fn(&OwnedMessage) -> Result<(CommandEnvelope<C>, Format), Refusal> + Send + Sync>;
+
+/// The decoder of a command topic ([`decode_command`]).
+pub fn command_decoder<C: DeserializeOwned + 'static>() -> Decoder<C> {
+    Arc::new(decode_command::<C>)
+}
 
 /// The decoder of command topics: a `CommandEnvelope` in bincode or JSON.
 pub fn decode_command<C: DeserializeOwned>(

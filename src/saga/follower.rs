@@ -12,6 +12,8 @@
 //! saga. A storage error that may pass (the disk, sled) is waited out
 //! instead.
 
+use super::clock::Clock;
+use chrono::{DateTime, Utc};
 use ordersaga_actors::aggregates::{Order, Saga};
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset, LogEntry};
 use ordersaga_actors::recovery::decode_stored;
@@ -38,11 +40,13 @@ fn checkpoint(journal: &Journal) -> u64 {
     }
 }
 
-/// Follows the orders store until `stop`.
+/// Follows the orders store until `stop`, starting sagas with `policy` at
+/// `clock`'s time.
 pub async fn run(
     journal: Journal,
     sagas: Service<Saga>,
     policy: SagaPolicy,
+    clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut next = checkpoint(&journal);
@@ -81,7 +85,7 @@ pub async fn run(
                     break;
                 }
             };
-            if let Some(envelope) = saga_input(&entry, policy) {
+            if let Some(envelope) = saga_input(&entry, policy, clock.now()) {
                 match sagas.submit(Execute::new(envelope)) {
                     Ok(reply) => pending.push(reply),
                     Err(err) => {
@@ -126,8 +130,12 @@ pub async fn run(
     }
 }
 
-/// The saga input an order event causes, if any.
-fn saga_input(entry: &LogEntry, policy: SagaPolicy) -> Option<CommandEnvelope<SagaCommand>> {
+/// The saga input an order event causes at `now`, if any.
+fn saga_input(
+    entry: &LogEntry,
+    policy: SagaPolicy,
+    now: DateTime<Utc>,
+) -> Option<CommandEnvelope<SagaCommand>> {
     if entry.stream.kind != StreamKind::Order {
         return None;
     }
@@ -146,7 +154,6 @@ fn saga_input(entry: &LogEntry, policy: SagaPolicy) -> Option<CommandEnvelope<Sa
     };
     let order_id = OrderId::from_uuid(entry.stream.id);
     let saga_id = saga_of(order_id);
-    let now = chrono::Utc::now();
     let command = match event.payload {
         OrderEvent::Placed { user_id, lines, .. } => SagaCommand::Start {
             saga_id,

@@ -11,8 +11,11 @@
 //!   `orders.saga.commands`;
 //! - [`timer`]: ticks the sagas that are due, read from the store's
 //!   deadline index (written in each saga's own transaction), and indexes a
-//!   store written before that index existed, once.
+//!   store written before that index existed, once;
+//! - [`clock`]: the one time all of them give the saga: the system's, or a
+//!   test's manual clock that moves and ticks only when the test says.
 
+pub mod clock;
 pub mod follower;
 pub mod operator;
 pub mod replies;

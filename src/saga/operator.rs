@@ -5,27 +5,40 @@
 //! of a stuck saga. Everything else a saga takes as input (a start, a reply,
 //! a tick, a cancellation) comes from the orders service itself, and a
 //! forged one is dead-lettered (`not_an_operator_command`) instead of being
-//! believed. The time of a retry is the service's own, not the sender's.
+//! believed. The time of a retry is the service's own (its [`Clock`]), not
+//! the sender's.
 
-use crate::kafka::decode::{decode_command, Refusal};
-use chrono::Utc;
+use super::clock::Clock;
+use crate::kafka::decode::{decode_command, Decoder, Refusal};
+use chrono::{DateTime, Utc};
 use ordersaga_events::codec::Format;
 use ordersaga_events::saga::SagaCommand;
 use ordersaga_events::CommandEnvelope;
 use rdkafka::message::OwnedMessage;
+use std::sync::Arc;
 
 /// The dead-letter code of a record that is a saga command but not one an
 /// operator may send.
 pub const NOT_AN_OPERATOR_COMMAND: &str = "not_an_operator_command";
 
-/// Decodes an operator command, refusing every other saga input.
+/// The decoder of `orders.saga.commands`: [`decode_operator_command`] at
+/// `clock`'s time.
+pub fn operator_decoder(clock: Clock) -> Decoder<SagaCommand> {
+    Arc::new(move |message| decode_operator_command(message, clock.now()))
+}
+
+/// Decodes an operator command, taking place at `now`, refusing every other
+/// saga input.
 pub fn decode_operator_command(
     message: &OwnedMessage,
+    now: DateTime<Utc>,
 ) -> Result<(CommandEnvelope<SagaCommand>, Format), Refusal> {
     let (mut envelope, format) = decode_command::<SagaCommand>(message)?;
     match &mut envelope.command {
-        SagaCommand::Retry { now, .. } => {
-            *now = Utc::now();
+        SagaCommand::Retry {
+            now: retried_at, ..
+        } => {
+            *retried_at = now;
             Ok((envelope, format))
         }
         other => Err(Refusal {

@@ -1,17 +1,27 @@
 //! Replies to saga commands become saga input.
 
-use crate::kafka::decode::{decode_record, Refusal};
-use chrono::Utc;
+use super::clock::Clock;
+use crate::kafka::decode::{decode_record, Decoder, Refusal};
+use chrono::{DateTime, Utc};
 use ordersaga_events::codec::Format;
 use ordersaga_events::saga::SagaCommand;
 use ordersaga_events::{CommandEnvelope, CommandId, Reply, SagaId};
 use rdkafka::message::OwnedMessage;
+use std::sync::Arc;
+
+/// The decoder of `orders.saga.replies`: [`decode_reply`] at `clock`'s time,
+/// the time the saga's next deadlines count from.
+pub fn reply_decoder(clock: Clock) -> Decoder<SagaCommand> {
+    Arc::new(move |message| decode_reply(message, clock.now()))
+}
 
 /// Decodes a reply on `orders.saga.replies` into the saga command that
-/// delivers it. The command id is derived from the replied command's id, so a
-/// reply delivered twice (or published twice) reaches the saga once.
+/// delivers it at `now`. The command id is derived from the replied
+/// command's id, so a reply delivered twice (or published twice) reaches the
+/// saga once.
 pub fn decode_reply(
     message: &OwnedMessage,
+    now: DateTime<Utc>,
 ) -> Result<(CommandEnvelope<SagaCommand>, Format), Refusal> {
     let (reply, format): (Reply, Format) = decode_record(message)?;
     let saga_id = SagaId::from_uuid(reply.correlation_id.as_uuid());
@@ -19,11 +29,11 @@ pub fn decode_reply(
         command_id: CommandId::derived(reply.command_id.as_uuid(), "saga-reply"),
         correlation_id: reply.correlation_id,
         reply_to: None,
-        issued_at: Utc::now(),
+        issued_at: now,
         command: SagaCommand::Reply {
             saga_id,
             reply,
-            now: Utc::now(),
+            now,
         },
     };
     Ok((envelope, format))

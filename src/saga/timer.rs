@@ -9,8 +9,12 @@
 //! that decision. A tick's work grows with the due sagas, not with every
 //! saga ever stored, and a restart resumes exactly the sagas still waiting:
 //! the index is on disk.
+//!
+//! The timer reads its time from the service's [`Clock`]: the system clock
+//! ticks every interval; a test's manual clock ticks only when the test asks.
 
-use chrono::Utc;
+use super::clock::{Clock, ManualClock};
+use chrono::{DateTime, Utc};
 use ordersaga_actors::aggregates::Saga;
 use ordersaga_actors::recovery::replay;
 use ordersaga_actors::{Execute, Journal, JournalError, Service};
@@ -22,8 +26,22 @@ use tokio::sync::watch;
 /// Most sagas ticked per interval; the rest are due at the next one.
 const TICK_LIMIT: usize = 4_096;
 
-/// Ticks due sagas every `interval` until `stop`.
+/// Ticks due sagas until `stop`: every `interval` by the system clock, or
+/// whenever the test asks, by a manual one (see [`Clock`]).
 pub async fn run(
+    journal: Journal,
+    sagas: Service<Saga>,
+    interval: Duration,
+    clock: Clock,
+    stop: watch::Receiver<bool>,
+) {
+    match clock {
+        Clock::System => every(journal, sagas, interval, stop).await,
+        Clock::Manual(clock) => on_request(journal, sagas, clock, stop).await,
+    }
+}
+
+async fn every(
     journal: Journal,
     sagas: Service<Saga>,
     interval: Duration,
@@ -37,15 +55,54 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        if let Err(err) = tick_due(&journal, &sagas).await {
-            tracing::warn!(store = %journal.path().display(), cause = %err, "cannot read the saga deadline index");
+        if let Err(err) = tick_due(&journal, &sagas, Utc::now()).await {
+            warn_unreadable(&journal, &err);
         }
     }
 }
 
-/// Ticks every saga due now; returns how many were due.
-pub async fn tick_due(journal: &Journal, sagas: &Service<Saga>) -> Result<usize, JournalError> {
-    let now = Utc::now();
+/// Ticks once per request of `clock`'s test, at `clock`'s time, and reports
+/// each tick back. Requests made while no timer ran are served first.
+async fn on_request(
+    journal: Journal,
+    sagas: Service<Saga>,
+    clock: ManualClock,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut requests = clock.requests();
+    let mut served = clock.served();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = requests.wait_for(|&requested| requested > served) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let wanted = *requests.borrow();
+        let due = match tick_due(&journal, &sagas, clock.now()).await {
+            Ok(due) => Some(due),
+            Err(err) => {
+                warn_unreadable(&journal, &err);
+                None
+            }
+        };
+        clock.ticked(wanted, due);
+        served = wanted;
+    }
+}
+
+fn warn_unreadable(journal: &Journal, err: &JournalError) {
+    tracing::warn!(store = %journal.path().display(), cause = %err, "cannot read the saga deadline index");
+}
+
+/// Ticks every saga due at `now`, with `now` as the tick's time; returns how
+/// many were due.
+pub async fn tick_due(
+    journal: &Journal,
+    sagas: &Service<Saga>,
+    now: DateTime<Utc>,
+) -> Result<usize, JournalError> {
     let due = journal.due(now.timestamp_millis(), TICK_LIMIT)?;
     let mut ticks = Vec::with_capacity(due.len());
     for stream in &due {

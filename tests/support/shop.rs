@@ -1,15 +1,24 @@
 //! The whole shop for saga tests: the three services on one broker, a
 //! producer, and a probe on `orders.events` to wait for sagas to end.
+//!
+//! The orders service runs on a manual saga clock: time stands still unless
+//! a test moves it, and the saga timer ticks only when a test asks. A saga
+//! therefore never times out because the machine was slow; a test that
+//! wants a timeout moves the clock past the step's attempts and ticks
+//! ([`Shop::outlast_the_step`]).
 
-use super::{header_text, Probe, TestBroker};
+use super::{header_text, Probe, TestBroker, PATIENCE};
 use ordersaga::kafka::topics::all_topics;
 use ordersaga::kafka::KafkaConfig;
 use ordersaga::node::{self, NodeOptions, RunningService};
+use ordersaga::saga::clock::{Clock, ManualClock};
+use ordersaga_actors::aggregates::Saga;
+use ordersaga_actors::recovery::replay;
 use ordersaga_actors::Journal;
 use ordersaga_events::codec::{decode_event, encode, Format};
 use ordersaga_events::inventory::InventoryCommand;
 use ordersaga_events::order::{OrderCommand, OrderLine};
-use ordersaga_events::saga::{saga_of, SagaEvent, SagaPolicy};
+use ordersaga_events::saga::{saga_of, SagaEvent};
 use ordersaga_events::topics::{Service, ORDERS_EVENTS};
 use ordersaga_events::user::{Password, UserCommand};
 use ordersaga_events::{Cents, CommandEnvelope, OrderId, ProductId, StreamId, StreamKind, UserId};
@@ -18,21 +27,15 @@ use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use std::time::Duration;
 
-/// Short saga timeouts, so timeout paths run in seconds, with room for a
-/// slow start on a busy machine (3 attempts: 0.8 + 1.6 + 3.2 s).
-pub fn fast_sagas() -> SagaPolicy {
-    SagaPolicy {
-        step_timeout_ms: 800,
-        max_attempts: 3,
-    }
-}
-
 /// A running shop.
 pub struct Shop {
     /// Topic layout (its own namespace).
     pub kafka: KafkaConfig,
-    /// How the services were started.
+    /// How the services were started: the default saga policy, on
+    /// [`Shop::clock`].
     pub options: NodeOptions,
+    /// The orders service's saga clock; restarts keep it.
+    pub clock: ManualClock,
     /// The running services, by [`Service`].
     pub services: Vec<RunningService>,
     producer: FutureProducer,
@@ -43,19 +46,14 @@ pub struct Shop {
 impl Shop {
     /// Creates the topics and starts the three services.
     pub async fn start(broker: &TestBroker) -> Shop {
-        Self::start_with(broker, fast_sagas()).await
-    }
-
-    /// [`Shop::start`] with a saga policy of the test's choosing.
-    pub async fn start_with(broker: &TestBroker, saga: SagaPolicy) -> Shop {
         let kafka = broker.kafka();
         let topics = all_topics();
         let topics: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
         broker.create_topics(&kafka, &topics).await;
         let dir = tempfile::tempdir().unwrap();
         let mut options = NodeOptions::new(kafka.clone(), dir.path());
-        options.saga = saga;
-        options.saga_tick = Duration::from_millis(50);
+        let clock = ManualClock::new(chrono::Utc::now());
+        options.saga_clock = Clock::Manual(clock.clone());
         let mut services = Vec::new();
         for name in Service::ALL {
             services.push(node::start(name, &options).await.expect("start a service"));
@@ -65,6 +63,7 @@ impl Shop {
             events: Probe::new(&kafka, ORDERS_EVENTS),
             kafka,
             options,
+            clock,
             services,
             _dir: dir,
         }
@@ -161,6 +160,41 @@ impl Shop {
         )
         .await;
         order_id
+    }
+
+    /// Ticks the orders service's saga timer once, at the clock's time, and
+    /// waits until every saga due was ticked; returns how many were due.
+    pub async fn tick(&self) -> usize {
+        tokio::time::timeout(PATIENCE, self.clock.tick())
+            .await
+            .expect("the saga timer ticked (is the orders service running?)")
+            .expect("the saga timer read its deadline index")
+    }
+
+    /// Moves the clock by attempt `attempt`'s wait and ticks: a saga that
+    /// started that attempt at the clock's last time is due. Returns how
+    /// many sagas were due.
+    pub async fn outlast_attempt(&self, attempt: u32) -> usize {
+        let wait = self.options.saga.wait_ms(attempt);
+        self.clock.advance(Duration::from_millis(wait));
+        self.tick().await
+    }
+
+    /// Runs a step out of time: moves the clock past each of its attempts
+    /// in turn, ticking after each, so a saga that entered the step at the
+    /// clock's time resends until its attempts are spent and then gives up
+    /// (compensates, or gets stuck if it was compensating).
+    pub async fn outlast_the_step(&self) {
+        for attempt in 1..=self.options.saga.max_attempts {
+            self.outlast_attempt(attempt).await;
+        }
+    }
+
+    /// The state of `order_id`'s saga, as its store has it.
+    pub fn saga(&self, order_id: OrderId) -> Saga {
+        replay::<Saga>(self.journal(Service::Orders), order_id.as_uuid(), None)
+            .unwrap()
+            .state
     }
 
     /// Waits until the events of `order_id`'s saga seen so far (in order,
