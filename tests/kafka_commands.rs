@@ -283,6 +283,51 @@ async fn garbage_is_dead_lettered_and_the_next_record_is_still_processed() {
 }
 
 #[actix_rt::test]
+async fn a_command_that_cannot_be_read_in_a_readable_envelope_is_answered_and_dead_lettered() {
+    let broker = TestBroker::from_env();
+    let (kafka, running, _dir) = setup(&broker, Format::Bincode).await;
+    let producer = producer(&kafka);
+    let user_id = UserId::new();
+    let (command_id, correlation_id) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    // Given a deposit of a negative amount, in a well-formed envelope,
+    let json = format!(
+        r#"{{"command_id":"{command_id}","correlation_id":"{correlation_id}","reply_to":"{REPLIES}","issued_at":"2026-11-27T12:00:00Z","command":{{"Deposit":{{"user_id":"{user_id}","amount":-5}}}}}}"#
+    );
+    send_raw(
+        &producer,
+        &kafka,
+        USERS_COMMANDS,
+        &user_id.to_string(),
+        json.as_bytes(),
+        Some(Format::Json),
+    )
+    .await;
+    // when it is consumed, then its sender gets a rejection, in its format,
+    let mut replies = Probe::new(&kafka, REPLIES);
+    replies.at_least(1).await;
+    let payload = replies.seen[0].payload().unwrap();
+    assert_eq!(payload[0], b'{', "answered in the command's own format");
+    let reply: Reply = decode(payload).unwrap();
+    assert_eq!(reply.command_id.as_uuid(), command_id);
+    assert_eq!(reply.correlation_id.as_uuid(), correlation_id);
+    assert_eq!(reply.stream.id, user_id.as_uuid());
+    assert_eq!(reply.outcome.rejection_code(), Some("invalid_command"));
+    let Outcome::Rejected(rejection) = &reply.outcome else {
+        unreachable!()
+    };
+    assert!(rejection.message.contains("-5"), "{}", rejection.message);
+    // and the record is dead-lettered too, with the same code.
+    let mut dead = Probe::new(&kafka, DEADLETTER);
+    dead.at_least(1).await;
+    assert_eq!(
+        header_text(&dead.seen[0], header::DEADLETTER_CODE).as_deref(),
+        Some("invalid_command")
+    );
+    assert_eq!(dead.seen[0].payload(), Some(json.as_bytes()));
+    running.stop().await;
+}
+
+#[actix_rt::test]
 async fn a_null_key_and_a_null_value_stay_null_in_the_dead_letter() {
     let broker = TestBroker::from_env();
     let (kafka, running, _dir) = setup(&broker, Format::Bincode).await;

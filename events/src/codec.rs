@@ -168,6 +168,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// Decodes the leading fields of a value written by [`encode`]: in bincode
+/// the bytes after them are left unread; in JSON unknown fields are ignored.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    match Format::detect(bytes)? {
+        Format::Bincode => bincode::serde::decode_from_slice(&bytes[1..], bincode_config())
+            .map(|(value, _)| value)
+            .map_err(|e| CodecError::Bincode(e.to_string())),
+        Format::Json => serde_json::from_slice(json_body(bytes)).map_err(json_error),
+    }
+}
+
 fn json_body(bytes: &[u8]) -> &[u8] {
     if bytes.first() == Some(&JSON_TAG) {
         &bytes[1..]

@@ -55,3 +55,24 @@ impl<C> CommandEnvelope<C> {
         self
     }
 }
+
+/// The first fields of a [`CommandEnvelope`], readable when its command is
+/// not: enough to answer a malformed command with a rejection
+/// (`invalid_command`) instead of leaving its sender waiting.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct EnvelopeHead {
+    /// The command's id.
+    pub command_id: CommandId,
+    /// The conversation it belongs to.
+    pub correlation_id: CorrelationId,
+    /// Where its sender waits for the reply.
+    pub reply_to: Option<String>,
+}
+
+impl EnvelopeHead {
+    /// Reads the head of an encoded command envelope (bincode or JSON),
+    /// whatever follows it.
+    pub fn read(bytes: &[u8]) -> Result<Self, crate::CodecError> {
+        crate::codec::decode_prefix(bytes)
+    }
+}

@@ -36,7 +36,7 @@ pub mod topics;
 pub mod user;
 
 pub use codec::{CodecError, Format, Versioned};
-pub use command::CommandEnvelope;
+pub use command::{CommandEnvelope, EnvelopeHead};
 pub use envelope::Envelope;
 pub use ids::{CommandId, CorrelationId, EventId, OrderId, ProductId, SagaId, UserId};
 pub use money::Cents;

@@ -257,7 +257,9 @@ pub enum SagaCommand {
     Retry {
         /// The saga.
         saga_id: SagaId,
-        /// Now.
+        /// Ignored on `orders.saga.commands`: the service uses its own clock.
+        /// JSON senders may leave it out.
+        #[serde(default)]
         now: DateTime<Utc>,
     },
 }

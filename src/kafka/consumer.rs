@@ -27,9 +27,11 @@ pub use super::offsets::JournalOffsets;
 use super::offsets::{InFlight, Partition};
 use super::reply_topics::{logical_reply_topic, ReplyTopics, INVALID_REPLY_TO};
 use super::KafkaConfig;
+use ordersaga_actors::journal::OutboxRecord;
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset};
-use ordersaga_actors::service::command_span;
+use ordersaga_actors::service::{command_span, reply_record};
 use ordersaga_actors::{Aggregate, Execute, Journal, Service, ServiceError};
+use ordersaga_events::{Outcome, Rejection, Reply, StreamId};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
@@ -322,10 +324,7 @@ async fn dispatch<A: Aggregate>(
                         command.reply_to = Some(logical);
                     }
                     Err(reason) => {
-                        let refusal = Refusal {
-                            code: INVALID_REPLY_TO,
-                            reason,
-                        };
+                        let refusal = Refusal::new(INVALID_REPLY_TO, reason);
                         return refuse(ctx, message, partition, consumed, refusal);
                     }
                 }
@@ -369,7 +368,11 @@ fn refuse<A: Aggregate>(
     let ctx = ctx.clone();
     actix::spawn(async move {
         let journal = &ctx.journal;
-        deadletter::write(journal, &ctx.kafka, ctx.name, &message, consumed, refusal).await;
+        let answer = rejection_of_invalid::<A>(&ctx, &message, &refusal);
+        deadletter::write(
+            journal, &ctx.kafka, ctx.name, &message, consumed, refusal, answer,
+        )
+        .await;
         let offset = message.offset();
         let _ = ctx.done.send(Done {
             partition,
@@ -377,6 +380,43 @@ fn refuse<A: Aggregate>(
             key: None,
         });
     });
+}
+
+/// The `invalid_command` rejection of a refused record whose envelope head
+/// could be read, addressed to its `reply_to`: one reply per delivery, even
+/// for a command that cannot be read. `None` when there is no one to answer
+/// (no head, no `reply_to`, or one that names no reply topic).
+fn rejection_of_invalid<A: Aggregate>(
+    ctx: &Context<A>,
+    message: &OwnedMessage,
+    refusal: &Refusal,
+) -> Option<OutboxRecord> {
+    let (head, format) = refusal.head.as_ref()?;
+    let logical = logical_reply_topic(&ctx.kafka, head.reply_to.as_deref()?).ok()?;
+    ctx.reply_topics.ensure(&logical);
+    // The aggregate the record was keyed by, if its key is an id.
+    let id = message
+        .key()
+        .and_then(|key| std::str::from_utf8(key).ok())
+        .and_then(|key| uuid::Uuid::parse_str(key).ok())
+        .unwrap_or_default();
+    let reply = Reply {
+        command_id: head.command_id,
+        correlation_id: head.correlation_id,
+        stream: StreamId::new(A::KIND, id),
+        outcome: Outcome::Rejected(Rejection {
+            code: refusal.code.to_string(),
+            message: refusal.reason.clone(),
+        }),
+        result: None,
+    };
+    match reply_record(&logical, &reply, *format) {
+        Ok(record) => Some(record),
+        Err(err) => {
+            tracing::error!(service = ctx.name, cause = %err, "cannot encode the rejection of an invalid command");
+            None
+        }
+    }
 }
 
 /// Runs one command, retrying failures that carry no business answer, and
@@ -416,14 +456,15 @@ async fn execute<A: Aggregate>(ctx: &Context<A>, exec: Execute<A>, message: &Own
             ctx.name,
             message,
             consumed,
-            Refusal {
-                code: if code == "overloaded" {
+            Refusal::new(
+                if code == "overloaded" {
                     "overloaded"
                 } else {
                     "command_failed"
                 },
-                reason: format!("{code}: {reason}"),
-            },
+                format!("{code}: {reason}"),
+            ),
+            None,
         )
         .await;
     }

@@ -67,9 +67,10 @@ pub fn record(
     }
 }
 
-/// Writes the dead letter of `message` and the consumed offset in one
-/// transaction; retried until it succeeds, because consumption must not move
-/// past a record that is neither handled nor dead-lettered.
+/// Writes the dead letter of `message`, the `answer` to its sender if it
+/// gets one, and the consumed offset in one transaction; retried until it
+/// succeeds, because consumption must not move past a record that is
+/// neither handled nor dead-lettered.
 pub(crate) async fn write(
     journal: &Journal,
     kafka: &KafkaConfig,
@@ -77,6 +78,7 @@ pub(crate) async fn write(
     message: &OwnedMessage,
     consumed: ConsumedOffset,
     refusal: Refusal,
+    answer: Option<OutboxRecord>,
 ) {
     tracing::warn!(service, topic = message.topic(), partition = message.partition(), offset = message.offset(), code = refusal.code, reason = %refusal.reason, "dead-lettering a record");
     let origin = Origin {
@@ -96,7 +98,9 @@ pub(crate) async fn write(
     let mut backoff = Duration::from_millis(50);
     loop {
         let batch = AppendBatch {
-            outbox: vec![record.clone()],
+            outbox: std::iter::once(record.clone())
+                .chain(answer.clone())
+                .collect(),
             offset: Some(consumed.clone()),
             ..AppendBatch::default()
         };

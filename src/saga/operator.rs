@@ -41,13 +41,13 @@ pub fn decode_operator_command(
             *retried_at = now;
             Ok((envelope, format))
         }
-        other => Err(Refusal {
-            code: NOT_AN_OPERATOR_COMMAND,
-            reason: format!(
+        other => Err(Refusal::new(
+            NOT_AN_OPERATOR_COMMAND,
+            format!(
                 "orders.saga.commands accepts only Retry; {} comes from the orders service itself",
                 kind(other)
             ),
-        }),
+        )),
     }
 }
 
@@ -58,5 +58,45 @@ fn kind(command: &SagaCommand) -> &'static str {
         SagaCommand::OrderCancelled { .. } => "OrderCancelled",
         SagaCommand::Tick { .. } => "Tick",
         SagaCommand::Retry { .. } => "Retry",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rdkafka::message::{OwnedHeaders, Timestamp};
+
+    fn record(value: &str) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(value.as_bytes().to_vec()),
+            None,
+            "orders.saga.commands".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(OwnedHeaders::new()),
+        )
+    }
+
+    #[test]
+    fn a_json_retry_may_leave_out_now_and_gets_the_services_time() {
+        let saga = "5b0c7a66-2f0e-4d7a-9c55-0a8d5b1f2e11";
+        let json = format!(
+            r#"{{"command_id":"6b0c7a66-2f0e-4d7a-9c55-0a8d5b1f2e11","correlation_id":"{saga}","issued_at":"2026-11-27T00:00:00Z","command":{{"Retry":{{"saga_id":"{saga}"}}}}}}"#
+        );
+        let service_now = Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap();
+        let (envelope, _) = decode_operator_command(&record(&json), service_now).expect("accepted");
+        match envelope.command {
+            SagaCommand::Retry { now, .. } => assert_eq!(now, service_now),
+            other => panic!("unexpected {other:?}"),
+        }
+        // A sender's own `now` is not believed either.
+        let json = json.replace(
+            r#""saga_id":"#,
+            r#""now":"2000-01-01T00:00:00Z","saga_id":"#,
+        );
+        let (envelope, _) = decode_operator_command(&record(&json), service_now).expect("accepted");
+        assert!(matches!(envelope.command, SagaCommand::Retry { now, .. } if now == service_now));
     }
 }

@@ -15,7 +15,7 @@ mod router;
 pub use self::core::{command_span, Execute};
 pub use config::ServiceConfig;
 pub use error::ServiceError;
-pub use records::{outbox_record, traceparent};
+pub use records::{outbox_record, reply_record, traceparent};
 
 use crate::aggregate::Aggregate;
 use crate::aggregates::{Order, Product, User};

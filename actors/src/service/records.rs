@@ -80,7 +80,7 @@ pub(crate) fn encode_for_store_and_topic<E: Versioned>(
 }
 
 /// The record carrying `reply` to its reply topic, keyed by correlation id.
-pub(crate) fn reply_record(
+pub fn reply_record(
     topic: &str,
     reply: &Reply,
     format: Format,
