@@ -10,6 +10,7 @@ use crate::kafka::clients::{self, Membership, CONNECT_TIMEOUT};
 use crate::kafka::consumer::{self, ConsumerSettings, Decoder, JournalOffsets};
 use crate::kafka::liveness::{self, Ownership, Readiness};
 use crate::kafka::relay::{self, RelayProgress};
+use crate::kafka::reach::reach;
 use crate::kafka::topics::{ensure_topics, topics_of};
 use crate::kafka::{KafkaConfig, TransportError};
 use crate::saga::clock::Clock;
@@ -245,6 +246,7 @@ async fn base(
     options: &NodeOptions,
 ) -> Result<Base, TransportError> {
     let kafka = &options.kafka;
+    reach(&kafka.brokers).await?;
     ensure_topics(kafka, &topics).await?;
     let journal = Journal::open(JournalConfig::new(options.data_dir.join(name.name())))?;
     let client_id = format!("ordersaga-{}", name.name());

@@ -18,7 +18,7 @@ use ordersaga_events::order::OrderStatus;
 use ordersaga_events::saga::SagaPhase;
 use ordersaga_events::{OrderId, ProductId, StreamKind, UserId};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// What was checked and what is wrong.
@@ -30,8 +30,8 @@ pub struct Report {
     pub products: usize,
     /// Orders checked.
     pub orders: usize,
-    /// Sagas by phase name.
-    pub sagas: HashMap<String, usize>,
+    /// Sagas by phase name, in name order (so reports compare line by line).
+    pub sagas: BTreeMap<String, usize>,
     /// Every broken rule, one sentence each.
     pub violations: Vec<String>,
 }

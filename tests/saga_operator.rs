@@ -96,11 +96,16 @@ async fn a_stuck_saga_is_listed_shown_and_retried_until_it_aborts() {
     let data = shop.data_dir().to_str().unwrap().to_string();
     let (ok, out) = ordersaga(&["sagas", "list", "--stuck", "--data", &data]);
     assert!(ok && out.contains(&id) && out.contains("stuck"), "{out}");
+    // The list says why it is stuck, not why it began to compensate.
+    assert!(out.contains("compensation_timeout"), "{out}");
     let (ok, out) = ordersaga(&["sagas", "show", &id, "--data", &data]);
     assert!(
         ok && out.contains("CompensationStarted") && out.contains("Stuck"),
         "{out}"
     );
+    // Events read as they do on the topic, not as Rust debug text.
+    assert!(!out.contains("ProductId(") && !out.contains("Cents("), "{out}");
+    assert!(out.contains("stuck because: compensation_timeout"), "{out}");
     let (ok, out) = ordersaga(&["sagas", "retry", &id, "--data", &data]);
     assert!(ok, "{out}");
     let (ok, out) = ordersaga(&["sagas", "list", "--stuck", "--data", &data]);

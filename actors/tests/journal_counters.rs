@@ -50,10 +50,15 @@ fn given_an_unreadable_counter_when_the_store_opens_then_it_fails_naming_the_cou
         meta.insert("outbox_next", &[0xde, 0xad, 0xbe][..]).unwrap();
     });
     match open(dir.path()) {
-        Err(JournalError::Corrupt { what, detail }) => {
-            assert!(what.contains("meta/outbox_next"), "{what}");
-            assert!(detail.contains("3 bytes"), "{detail}");
-        }
+        Err(JournalError::Open { path, source }) => match *source {
+            JournalError::Corrupt { what, detail } => {
+                // The error names the store, and the counter in it.
+                assert!(path.ends_with("store"), "{}", path.display());
+                assert!(what.contains("meta/outbox_next"), "{what}");
+                assert!(detail.contains("3 bytes"), "{detail}");
+            }
+            other => panic!("wrong error: {other}"),
+        },
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("opened a store whose outbox counter is unreadable"),
     }

@@ -102,20 +102,35 @@ fn list(journal: &Journal, stuck_only: bool, json: bool) -> Result<(), CliError>
                 "phase": saga.phase(),
                 "attempt": saga.attempt(),
                 "reason": saga.reason(),
+                "stuck_reason": saga.stuck_reason(),
                 "total": saga.total(),
             });
             println!("{line}");
         } else {
+            // A stuck saga shows why it is stuck; any other, why it ended
+            // (or is compensating), if it says.
+            let reason = match saga.phase() {
+                SagaPhase::Stuck => saga.stuck_reason(),
+                _ => saga.reason(),
+            };
             println!(
                 "{:<36}  {:<12}  {:>7}  {}",
                 stream.id,
-                format!("{:?}", saga.phase()).to_lowercase(),
+                phase_name(saga.phase()),
                 saga.attempt(),
-                saga.reason().unwrap_or("")
+                reason.unwrap_or("")
             );
         }
     }
     Ok(())
+}
+
+/// A phase as people and the JSON output name it (`compensating`).
+fn phase_name(phase: SagaPhase) -> String {
+    serde_json::to_value(phase)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{phase:?}").to_lowercase())
 }
 
 fn show(journal: &Journal, id: SagaId, json: bool) -> Result<(), CliError> {
@@ -129,21 +144,31 @@ fn show(journal: &Journal, id: SagaId, json: bool) -> Result<(), CliError> {
         if json {
             println!("{}", serde_json::to_string(&envelope)?);
         } else {
+            // The event as it reads on the topic (JSON), not Rust's debug
+            // text.
             println!(
-                "{:>3}  {}  {:?}",
+                "{:>3}  {}  {}",
                 sequence,
                 envelope.recorded_at.to_rfc3339(),
-                envelope.payload
+                serde_json::to_string(&envelope.payload)?
             );
         }
     }
     let saga = replay::<Saga>(journal, id.as_uuid(), None)?.state;
     if !json {
+        let waiting: Vec<String> = saga.outstanding().iter().map(|s| s.label()).collect();
         println!(
-            "phase: {:?}; waiting for: {:?}",
-            saga.phase(),
-            saga.outstanding()
+            "phase: {}; waiting for: {}",
+            phase_name(saga.phase()),
+            if waiting.is_empty() {
+                "nothing".to_owned()
+            } else {
+                waiting.join(", ")
+            }
         );
+        if let Some(reason) = saga.stuck_reason().filter(|_| saga.phase() == SagaPhase::Stuck) {
+            println!("stuck because: {reason}");
+        }
     }
     Ok(())
 }

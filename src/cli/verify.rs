@@ -39,9 +39,21 @@ pub fn run(args: VerifyArgs) -> Result<(), CliError> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        let sagas: Vec<String> = report
+            .sagas
+            .iter()
+            .map(|(phase, count)| format!("{count} {phase}"))
+            .collect();
         println!(
-            "{} users, {} products, {} orders; sagas: {:?}",
-            report.users, report.products, report.orders, report.sagas
+            "{} users, {} products, {} orders; sagas: {}",
+            report.users,
+            report.products,
+            report.orders,
+            if sagas.is_empty() {
+                "none".to_owned()
+            } else {
+                sagas.join(", ")
+            }
         );
         for violation in &report.violations {
             println!("VIOLATION {violation}");

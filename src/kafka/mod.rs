@@ -18,6 +18,7 @@ pub mod embedded;
 pub mod key_order;
 pub mod liveness;
 pub mod offsets;
+pub mod reach;
 pub mod relay;
 pub mod reply_topics;
 pub mod topics;
@@ -118,4 +119,12 @@ pub enum TransportError {
     /// The service's store failed.
     #[error(transparent)]
     Journal(#[from] ordersaga_actors::JournalError),
+    /// No bootstrap address accepted a connection.
+    #[error("cannot reach the Kafka cluster at {brokers}: {cause}")]
+    Unreachable {
+        /// The `--brokers` given.
+        brokers: String,
+        /// Why, per address.
+        cause: String,
+    },
 }

@@ -53,6 +53,14 @@ pub enum JournalError {
     /// The journal is shut down.
     #[error("journal is closed")]
     Closed,
+    /// The store at `path` could not be opened.
+    #[error("cannot open the store at {}: {source}", path.display())]
+    Open {
+        /// The store's directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: Box<JournalError>,
+    },
 }
 
 impl JournalError {

@@ -199,8 +199,17 @@ pub struct LogEntry {
 
 impl Journal {
     /// Opens (or creates) the store. Fails with a storage error if another
-    /// process holds it.
+    /// process holds it. Every error names the store's path
+    /// ([`JournalError::Open`]).
     pub fn open(config: JournalConfig) -> Result<Self, JournalError> {
+        let path = config.path.clone();
+        Self::open_at(config).map_err(|source| JournalError::Open {
+            path,
+            source: Box::new(source),
+        })
+    }
+
+    fn open_at(config: JournalConfig) -> Result<Self, JournalError> {
         let db = open_db(&config)?;
         let tree = |name: &str| db.open_tree(name);
         let trees = Arc::new(Trees {
