@@ -9,8 +9,8 @@
 use crate::kafka::clients::{self, Membership, CONNECT_TIMEOUT};
 use crate::kafka::consumer::{self, ConsumerSettings, Decoder, JournalOffsets};
 use crate::kafka::liveness::{self, Ownership, Readiness};
-use crate::kafka::relay::{self, RelayProgress};
 use crate::kafka::reach::reach;
+use crate::kafka::relay::{self, RelayProgress};
 use crate::kafka::topics::{ensure_topics, topics_of};
 use crate::kafka::{KafkaConfig, TransportError};
 use crate::saga::clock::Clock;

@@ -104,7 +104,10 @@ async fn a_stuck_saga_is_listed_shown_and_retried_until_it_aborts() {
         "{out}"
     );
     // Events read as they do on the topic, not as Rust debug text.
-    assert!(!out.contains("ProductId(") && !out.contains("Cents("), "{out}");
+    assert!(
+        !out.contains("ProductId(") && !out.contains("Cents("),
+        "{out}"
+    );
     assert!(out.contains("stuck because: compensation_timeout"), "{out}");
     let (ok, out) = ordersaga(&["sagas", "retry", &id, "--data", &data]);
     assert!(ok, "{out}");

@@ -166,7 +166,10 @@ fn show(journal: &Journal, id: SagaId, json: bool) -> Result<(), CliError> {
                 waiting.join(", ")
             }
         );
-        if let Some(reason) = saga.stuck_reason().filter(|_| saga.phase() == SagaPhase::Stuck) {
+        if let Some(reason) = saga
+            .stuck_reason()
+            .filter(|_| saga.phase() == SagaPhase::Stuck)
+        {
             println!("stuck because: {reason}");
         }
     }

@@ -30,8 +30,7 @@ pub async fn reach(brokers: &str) -> Result<(), TransportError> {
     let mut attempts = tokio::task::JoinSet::new();
     for address in addresses {
         attempts.spawn(async move {
-            match tokio::time::timeout(REACH_TIMEOUT, TcpStream::connect(address.as_str())).await
-            {
+            match tokio::time::timeout(REACH_TIMEOUT, TcpStream::connect(address.as_str())).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(err)) => Err(format!("{address}: {err}")),
                 Err(_) => Err(format!(

@@ -171,7 +171,8 @@ impl Ids {
         let (cmd, envelope) = match record.topic.as_str() {
             USERS_COMMANDS => {
                 let e: CommandEnvelope<UserCommand> =
-                    codec::decode(&record.payload).unwrap_or_else(undecodable);
+                    codec::decode(record.payload.as_deref().unwrap_or_default())
+                        .unwrap_or_else(undecodable);
                 let cmd = match &e.command {
                     UserCommand::Charge {
                         user_id,
@@ -192,7 +193,8 @@ impl Ids {
             }
             INVENTORY_COMMANDS => {
                 let e: CommandEnvelope<InventoryCommand> =
-                    codec::decode(&record.payload).unwrap_or_else(undecodable);
+                    codec::decode(record.payload.as_deref().unwrap_or_default())
+                        .unwrap_or_else(undecodable);
                 let cmd = match &e.command {
                     InventoryCommand::Reserve {
                         product_id,
@@ -230,7 +232,8 @@ impl Ids {
             }
             ORDERS_COMMANDS => {
                 let e: CommandEnvelope<OrderCommand> =
-                    codec::decode(&record.payload).unwrap_or_else(undecodable);
+                    codec::decode(record.payload.as_deref().unwrap_or_default())
+                        .unwrap_or_else(undecodable);
                 let cmd = match &e.command {
                     OrderCommand::Price { order_id, lines } => Cmd::Price {
                         o: order(order_id),
@@ -247,7 +250,7 @@ impl Ids {
             }
             _ => return None,
         };
-        let target = (record.topic.clone(), record.key.clone());
+        let target = (record.topic.clone(), record.key.clone().unwrap_or_default());
         let from_saga = true;
         Some((
             target,
