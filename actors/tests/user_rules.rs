@@ -628,6 +628,8 @@ fn registration_claims_the_email_and_deletion_releases_it() {
             key: EMAIL.to_owned(),
         }]
     );
+    // The index name is part of every stored key of the index: renaming it
+    // would free every taken address in existing stores.
     assert_eq!(EMAIL_INDEX, "user-email");
     for event in [
         deposited(1),

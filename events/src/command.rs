@@ -2,6 +2,7 @@
 
 use crate::ids::{CommandId, CorrelationId};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A command with the metadata that makes it idempotent and answerable.
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// gets the first reply and changes nothing). When `reply_to` names a topic,
 /// exactly one [`crate::Reply`] is published there per delivery, keyed by the
 /// correlation id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CommandEnvelope<C> {
     /// Idempotency key.
     pub command_id: CommandId,

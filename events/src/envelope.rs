@@ -3,6 +3,7 @@
 use crate::ids::{CommandId, CorrelationId, EventId};
 use crate::stream::StreamId;
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One persisted event and everything a consumer needs to order, trace and
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// `P` is the payload: a service's event enum (for example
 /// [`crate::user::UserEvent`]). The codec (see [`crate::codec`]) writes the
 /// payload's schema version beside it and upcasts older versions on read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Envelope<P> {
     /// Unique per event: consumers drop a record whose event id they have seen.
     pub event_id: EventId,

@@ -4,10 +4,11 @@ use crate::codec::Versioned;
 use crate::ids::{OrderId, ProductId};
 use crate::money::Cents;
 use crate::reply::ReasonCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Commands for a product (topic `inventory.commands`, key = product id).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum InventoryCommand {
     /// Create a product with its initial stock.
     AddProduct {
@@ -77,7 +78,7 @@ impl InventoryCommand {
 }
 
 /// Events of a product (topic `inventory.events`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum InventoryEvent {
     /// The product exists, with `stock` units on hand.
     ProductAdded {

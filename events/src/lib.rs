@@ -17,6 +17,8 @@
 //! - [`user`], [`inventory`], [`order`]: each service's commands, events and
 //!   rejection reasons.
 //! - [`saga`]: the order saga's inputs, events, steps and policy.
+//! - [`schema`]: JSON Schemas of every message, as committed under
+//!   `docs/schema/`.
 //! - [`topics`]: the topic names and header names.
 //! - [`codec`]: bincode (default) and JSON, a leading format byte, upcasting of
 //!   older event versions. Bad bytes are an error value, never a panic.
@@ -31,6 +33,7 @@ pub mod money;
 pub mod order;
 pub mod reply;
 pub mod saga;
+pub mod schema;
 pub mod stream;
 pub mod topics;
 pub mod user;

@@ -1,12 +1,18 @@
 //! Money as integer minor units. Floats never touch a balance.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// An amount in minor units (cents). Arithmetic is checked: an overflow is a
 /// `None`, never a wrap.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
+#[schemars(
+    description = "An amount in minor units (cents): a non-negative integer, never a float."
+)]
 pub struct Cents(pub u64);
 
 impl Cents {

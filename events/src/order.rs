@@ -7,6 +7,7 @@ use crate::codec::Versioned;
 use crate::ids::{OrderId, ProductId, UserId};
 use crate::money::Cents;
 use crate::reply::ReasonCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -14,7 +15,7 @@ use std::fmt;
 pub const MAX_LINES: usize = 100;
 
 /// One line of an order: a product and how many.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderLine {
     /// The product.
     pub product_id: ProductId,
@@ -23,7 +24,7 @@ pub struct OrderLine {
 }
 
 /// A line with the unit price its reservation was made at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PricedLine {
     /// The product.
     pub product_id: ProductId,
@@ -34,7 +35,7 @@ pub struct PricedLine {
 }
 
 /// Where an order is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Placed; the saga is reserving and charging.
@@ -62,7 +63,7 @@ impl fmt::Display for OrderStatus {
 }
 
 /// Commands for an order (topic `orders.commands`, key = order id).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum OrderCommand {
     /// Place an order: 1 to [`MAX_LINES`] lines, each product once.
     Place {
@@ -120,7 +121,7 @@ impl OrderCommand {
 }
 
 /// Events of an order (topic `orders.events`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum OrderEvent {
     /// The order was placed and is pending.
     Placed {

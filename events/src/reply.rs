@@ -2,10 +2,11 @@
 
 use crate::ids::{CommandId, CorrelationId};
 use crate::stream::StreamId;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The one answer to a command, published to its `reply_to` topic.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reply {
     /// The command answered.
     pub command_id: CommandId,
@@ -22,7 +23,7 @@ pub struct Reply {
 }
 
 /// Data an accepted command hands back to its requester.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandResult {
     /// Stock was reserved.
@@ -40,7 +41,7 @@ pub enum CommandResult {
 }
 
 /// Whether a command was applied.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Applied. `sequences` are the stream positions of the events it caused;
@@ -55,7 +56,7 @@ pub enum Outcome {
 }
 
 /// Why a command was not applied.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Rejection {
     /// A stable snake_case reason code, e.g. `insufficient_funds`. Programs
     /// branch on this; it never changes meaning between versions.

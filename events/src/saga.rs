@@ -19,6 +19,7 @@ use crate::money::Cents;
 use crate::order::{OrderLine, OrderStatus, PricedLine};
 use crate::reply::{ReasonCode, Reply};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The saga of an order has the order's id.
@@ -32,7 +33,9 @@ pub fn saga_command_id(saga_id: SagaId, step: &SagaStep) -> CommandId {
 }
 
 /// One command a saga sends. Its label makes the command id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SagaStep {
     /// Reserve a line's product (inventory).
@@ -95,7 +98,7 @@ impl SagaStep {
 
 /// How long a saga waits for replies and how often it retries; fixed per saga
 /// when it starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SagaPolicy {
     /// How long a step may wait for its replies before it is retried, in
     /// milliseconds. Each retry waits twice as long as the one before, up to
@@ -210,7 +213,7 @@ impl SagaPhase {
 /// Inputs of a saga (not published: they come from the orders service
 /// itself). `now` is the time the driver observed, so that `decide` stays
 /// pure.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum SagaCommand {
     /// An order was placed: start its saga.
     Start {
@@ -278,7 +281,7 @@ impl SagaCommand {
 }
 
 /// Events of a saga stream (published on `orders.events`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum SagaEvent {
     /// The saga started; reservations are requested.
     Started {

@@ -1,13 +1,16 @@
 //! Streams: the unit of ordering. Every event belongs to exactly one stream
 //! (an aggregate instance) and carries its position in it.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
 /// What kind of aggregate a stream holds.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamKind {
     /// A user account (users service).
@@ -56,7 +59,12 @@ impl StreamKind {
 }
 
 /// One aggregate's event stream: its kind and id. Written `kind:uuid`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize, JsonSchema,
+)]
+#[schemars(
+    description = "One aggregate's event stream: its kind and id. An object in JSON; the `stream` header writes it as the text `kind:uuid`."
+)]
 pub struct StreamId {
     /// The aggregate kind.
     pub kind: StreamKind,

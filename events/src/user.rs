@@ -4,6 +4,7 @@ use crate::codec::{CodecError, Versioned};
 use crate::ids::{OrderId, UserId};
 use crate::money::Cents;
 use crate::reply::ReasonCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -66,7 +67,7 @@ impl<'de> Deserialize<'de> for Password {
 }
 
 /// Commands for a user aggregate (topic `users.commands`, key = user id).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum UserCommand {
     /// Open an account. The email must be valid and not used by another user.
     Register {
@@ -77,6 +78,8 @@ pub enum UserCommand {
         /// Display name, 1 to 64 characters.
         username: String,
         /// At least 8 characters; stored only as an argon2 hash.
+        // On the wire a password is its plaintext string (see `Password`).
+        #[schemars(with = "String")]
         password: Password,
     },
     /// Add funds to an active account.
@@ -129,7 +132,7 @@ impl UserCommand {
 }
 
 /// Events of a user aggregate (topic `users.events`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum UserEvent {
     /// The account was opened.
     Registered {
