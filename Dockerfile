@@ -1,7 +1,7 @@
 # The ordersaga binary in a small runtime image.
 #   docker build -t ordersaga .
 #   docker run --rm ordersaga --help
-FROM rust:1.85-bookworm AS build
+FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY . .
 # librdkafka is built from the sources bundled with the rdkafka crate.
