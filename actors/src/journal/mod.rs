@@ -28,6 +28,7 @@
 
 mod archive;
 mod error;
+mod head;
 mod keys;
 mod open;
 mod quarantine;
@@ -235,13 +236,15 @@ impl Journal {
             log_next: cursor(&trees, META_LOG_NEXT, &trees.log, "log")?,
             outbox_next: cursor(&trees, META_OUTBOX_NEXT, &trees.outbox, "outbox")?,
         };
+        let head = head::DurableHead::new(&config.path);
+        head.check(&cursor)?;
         let (tx, rx) = mpsc::channel();
         let (watch_tx, watch_rx) = watch::channel(cursor.outbox_next);
         let writer_trees = trees.clone();
         let max_group = config.max_group.max(1);
         let handle = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer::run(writer_trees, rx, max_group, cursor, watch_tx))
+            .spawn(move || writer::run(writer_trees, rx, max_group, cursor, watch_tx, head))
             .map_err(|e| JournalError::Storage(sled::Error::Io(e)))?;
         Ok(Self {
             inner: Arc::new(Inner {

@@ -21,6 +21,7 @@
 //! exactly as if they had committed on their own.
 
 use super::error::JournalError;
+use super::head::DurableHead;
 use super::keys::{event_key, offset_key, read_u64, stream_item_key, unique_key};
 use super::records::{AppendBatch, AppendReceipt, ConsumedOffset, Schedule};
 use super::schedule::{deadline_key, time_key};
@@ -49,7 +50,7 @@ type Outcome = Result<AppendReceipt, JournalError>;
 
 /// Counters the writer keeps in memory; the store holds the same values.
 /// The next global log and outbox positions, checked when the store opens.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cursor {
     pub log_next: u64,
     pub outbox_next: u64,
@@ -61,7 +62,9 @@ pub(crate) fn run(
     max_group: usize,
     mut cursor: Cursor,
     outbox_watch: watch::Sender<u64>,
+    head: DurableHead,
 ) {
+    let mut recorded = cursor;
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < max_group {
@@ -98,6 +101,10 @@ pub(crate) fn run(
                 trees.stats.commits.fetch_add(wrote, Ordering::Relaxed);
                 trees.stats.events.fetch_add(events, Ordering::Relaxed);
                 outbox_watch.send_replace(cursor.outbox_next);
+                if cursor != recorded {
+                    head.record(&cursor);
+                    recorded = cursor;
+                }
             }
         }
         for (request, outcome) in group.into_iter().zip(outcomes) {
