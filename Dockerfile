@@ -8,8 +8,9 @@ COPY . .
 RUN cargo build --release --locked --bin ordersaga
 
 FROM debian:bookworm-slim
+# curl: for the compose healthchecks, which ask each service's /ready.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/ordersaga /usr/local/bin/ordersaga
 VOLUME /data

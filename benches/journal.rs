@@ -67,6 +67,7 @@ fn batch(stream: StreamId, version: u64) -> AppendBatch {
         schedule: None,
         archive: Vec::new(),
         secrets: Vec::new(),
+        lists: Vec::new(),
     }
 }
 

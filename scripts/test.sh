@@ -2,8 +2,10 @@
 # The project's test command.
 #
 # 1. Every test in the workspace; the Kafka tests run on the embedded broker.
-# 2. The Kafka and saga tests again against a real Kafka-protocol broker: Tansu, built
+# 2. The Kafka, saga, HTTP and heartbeat tests again against a real Kafka-protocol broker: Tansu, built
 #    from crates.io on first use (about 10 minutes) and started on loopback.
+#    On each broker, the Python contract test (tests/python/run.sh: a Python
+#    client, confluent-kafka from PyPI in target/python-venv, against `ordersaga run`).
 # 3. The chaos run (tests/chaos.rs) on both brokers: three `ordersaga serve`
 #    processes, killed again and again under load, the broker killed once (the
 #    test's own Tansu with sqlite storage, or the embedded broker taken down);
@@ -15,6 +17,8 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo test --workspace (embedded broker)"
 cargo test --workspace
+echo "== the Python contract test on the embedded broker"
+tests/python/run.sh
 
 if [ "${ORDERSAGA_SKIP_REAL_BROKER:-}" = "1" ]; then
   echo "== skipping the real-broker run (ORDERSAGA_SKIP_REAL_BROKER=1)"
@@ -27,11 +31,13 @@ scripts/kafka-broker.sh start
 trap 'scripts/kafka-broker.sh stop' EXIT
 
 kafka_tests=()
-for f in tests/kafka_*.rs tests/saga_*.rs tests/no_secrets.rs; do
+for f in tests/kafka_*.rs tests/saga_*.rs tests/no_secrets.rs tests/http_queries.rs tests/heartbeats.rs; do
   kafka_tests+=(--test "$(basename "$f" .rs)")
 done
 echo "== Kafka and saga tests against Tansu on 127.0.0.1:$ORDERSAGA_BROKER_PORT"
 ORDERSAGA_TEST_BROKERS="127.0.0.1:$ORDERSAGA_BROKER_PORT" cargo test -p ordersaga "${kafka_tests[@]}"
+echo "== the Python contract test against Tansu on 127.0.0.1:$ORDERSAGA_BROKER_PORT"
+tests/python/run.sh --brokers "127.0.0.1:$ORDERSAGA_BROKER_PORT"
 
 if [ "${ORDERSAGA_SKIP_CHAOS:-}" = "1" ]; then
   echo "== skipping the chaos run (ORDERSAGA_SKIP_CHAOS=1)"

@@ -13,8 +13,12 @@
 //!   - [`kafka`]: the transport: clients, topics, the outbox relay, command
 //!     consumers (per-aggregate order, reply topics, dead letters), partition
 //!     ownership and readiness, the embedded broker;
+//!   - [`http`]: each service instance's HTTP face: queries from the live
+//!     aggregates, the login backend, health and readiness, problem+json;
+//!   - [`metrics`]: the Prometheus metrics of the process;
 //!   - [`node`]: one service on Kafka: store, actors, consumers, relay, and
 //!     its bounded stop;
+//!   - [`registry`]: the live service instances, from their heartbeats;
 //!   - [`saga`]: the saga's feeders: the log follower, replies, operator
 //!     commands, the timer;
 //!   - [`verify`]: integrity and invariants across the three stores;
@@ -29,7 +33,10 @@
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod node;
+pub mod registry;
 pub mod saga;
 pub mod verify;

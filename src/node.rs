@@ -6,8 +6,10 @@
 //! store, a consumer for the replies to saga commands, one for operator saga
 //! commands, the follower that starts sagas for placed orders, and the timer.
 
+use crate::http::{self, ApiState, Backend, HttpFace};
 use crate::kafka::clients::{self, Membership, CONNECT_TIMEOUT};
 use crate::kafka::consumer::{self, ConsumerSettings, Decoder, JournalOffsets};
+use crate::kafka::heartbeat::{self, Beats, HeartbeatInfo};
 use crate::kafka::liveness::{self, Ownership, Readiness};
 use crate::kafka::reach::reach;
 use crate::kafka::relay::{self, RelayProgress};
@@ -60,6 +62,12 @@ pub struct NodeOptions {
     /// How long a consumer may own no partition before the service counts
     /// as deaf and not ready. Default 15 s.
     pub deaf_after: Duration,
+    /// How often the instance announces itself on `services.heartbeats`.
+    /// Default 2 s; readers count it down after three silent periods.
+    pub heartbeat_period: Duration,
+    /// Where the instance's HTTP face listens (`host:port`; port 0 picks a
+    /// free one). Default `127.0.0.1:0`; `None` serves no HTTP.
+    pub http: Option<String>,
 }
 
 impl NodeOptions {
@@ -76,6 +84,8 @@ impl NodeOptions {
             saga_clock: Clock::System,
             instance_id: None,
             deaf_after: Duration::from_secs(15),
+            heartbeat_period: heartbeat::DEFAULT_PERIOD,
+            http: Some("127.0.0.1:0".into()),
         }
     }
 }
@@ -106,6 +116,7 @@ pub struct RunningService {
     readiness: watch::Receiver<Readiness>,
     instance_id: String,
     actors: Vec<Box<dyn ServiceActors>>,
+    http: Option<HttpFace>,
 }
 
 /// The actors of one `Service`, whatever its aggregate: stopped last.
@@ -138,6 +149,11 @@ impl RunningService {
         self.readiness.clone()
     }
 
+    /// Where this instance's HTTP face listens, if it has one.
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(|http| http.address)
+    }
+
     /// This instance's static member id in its consumer groups.
     pub fn instance_id(&self) -> &str {
         &self.instance_id
@@ -156,6 +172,10 @@ impl RunningService {
     /// timeout plus the publish grace plus [`CLOSE_TIMEOUT`], even while the
     /// broker is down; what was not published stays in the outbox.
     pub async fn stop(self) {
+        // No new queries while the actors go away.
+        if let Some(http) = &self.http {
+            http.stop().await;
+        }
         // All feeders drain at once, so their bounds do not add up.
         for feeder in &self.feeders {
             let _ = feeder.stop.send(true);
@@ -195,8 +215,8 @@ pub async fn start(
     options: &NodeOptions,
 ) -> Result<RunningService, TransportError> {
     match name {
-        ServiceName::Users => start_plain::<User>(options).await,
-        ServiceName::Inventory => start_plain::<Product>(options).await,
+        ServiceName::Users => start_plain::<User>(options, Backend::Users).await,
+        ServiceName::Inventory => start_plain::<Product>(options, Backend::Inventory).await,
         ServiceName::Orders => start_orders(options).await,
     }
 }
@@ -237,6 +257,30 @@ impl Base {
             stopped,
         ));
         (Task { stop, handle }, readiness)
+    }
+
+    /// The task that announces the instance (answering HTTP at `http`) on
+    /// the heartbeats topic, and says it is leaving when stopped. A feeder,
+    /// so its farewell overlaps the consumers' drain.
+    fn heartbeat(
+        &self,
+        name: ServiceName,
+        options: &NodeOptions,
+        readiness: &watch::Receiver<Readiness>,
+        http: Option<String>,
+    ) -> Result<Task, TransportError> {
+        let info = HeartbeatInfo::new(name, &self.instance_id, http);
+        let period = options.heartbeat_period;
+        let beats = Beats::new(
+            &options.kafka,
+            info,
+            period,
+            &self.ownerships,
+            readiness.clone(),
+        )?;
+        let (stop, stopped) = watch::channel(false);
+        let handle = actix::spawn(beats.run(stopped));
+        Ok(Task { stop, handle })
     }
 }
 
@@ -333,7 +377,10 @@ fn consumer_task<A: Aggregate>(
     Ok(Task { stop, handle })
 }
 
-async fn start_plain<A: Aggregate>(options: &NodeOptions) -> Result<RunningService, TransportError>
+async fn start_plain<A: Aggregate>(
+    options: &NodeOptions,
+    backend: fn(Service<A>) -> Backend,
+) -> Result<RunningService, TransportError>
 where
     A::Command: DeserializeOwned,
 {
@@ -350,16 +397,24 @@ where
         consumer::command_decoder::<A::Command>(),
     )?;
     let (liveness, readiness) = base.liveness(name, options);
-    tracing::info!(service = name.name(), instance_id = %base.instance_id, "started");
+    let http = serve_http(options, backend(service.clone()), &base.journal, &readiness)?;
+    let heartbeat = base.heartbeat(name, options, &readiness, http_text(&http))?;
+    tracing::info!(
+        service = name.name(),
+        instance_id = %base.instance_id,
+        http = ?http.as_ref().map(|h| h.address),
+        "started"
+    );
     Ok(RunningService {
         name,
         journal: base.journal,
-        feeders: vec![commands, liveness],
+        feeders: vec![commands, liveness, heartbeat],
         relay: base.relay,
         progress: base.progress,
         readiness,
         instance_id: base.instance_id,
         actors: vec![Box::new(service)],
+        http,
     })
 }
 
@@ -429,10 +484,17 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
     });
     let (liveness, readiness) = base.liveness(name, options);
     feeders.push(liveness);
+    let backend = Backend::Orders {
+        orders: orders.clone(),
+        sagas: sagas.clone(),
+    };
+    let http = serve_http(options, backend, &base.journal, &readiness)?;
+    feeders.push(base.heartbeat(name, options, &readiness, http_text(&http))?);
     tracing::info!(
         service = name.name(),
         instance_id = %base.instance_id,
         waiting_sagas = base.journal.scheduled(),
+        http = ?http.as_ref().map(|h| h.address),
         "started"
     );
     Ok(RunningService {
@@ -444,7 +506,36 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
         readiness,
         instance_id: base.instance_id,
         actors: vec![Box::new(orders), Box::new(sagas)],
+        http,
     })
+}
+
+/// The address of an HTTP face as heartbeats give it.
+fn http_text(http: &Option<HttpFace>) -> Option<String> {
+    http.as_ref().map(|h| h.address.to_string())
+}
+
+/// Starts the instance's HTTP face on `options.http`, if it has one.
+fn serve_http(
+    options: &NodeOptions,
+    backend: Backend,
+    journal: &Journal,
+    readiness: &watch::Receiver<Readiness>,
+) -> Result<Option<HttpFace>, TransportError> {
+    let Some(address) = options.http.as_deref() else {
+        return Ok(None);
+    };
+    let state = ApiState {
+        backend,
+        journal: journal.clone(),
+        readiness: readiness.clone(),
+    };
+    http::serve(address, state)
+        .map(Some)
+        .map_err(|source| TransportError::Http {
+            address: address.to_owned(),
+            source,
+        })
 }
 
 /// The cluster id: stored offsets are only valid on the cluster that issued

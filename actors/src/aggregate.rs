@@ -166,6 +166,18 @@ pub trait Aggregate:
     /// Whether [`Aggregate::legacy_secrets`] can return anything.
     const LEGACY_SECRETS: bool = false;
 
+    /// Entries `event` (recorded at `at`) adds to the store's list indexes
+    /// ([`crate::journal::list_key`]), written in its transaction: what
+    /// paginated queries read, such as a user's orders newest first. None by
+    /// default.
+    fn list_entries(event: &Self::Event, at: chrono::DateTime<chrono::Utc>) -> Vec<Vec<u8>> {
+        let _ = (event, at);
+        Vec::new()
+    }
+
+    /// Whether [`Aggregate::list_entries`] can return anything.
+    const LISTS: bool = false;
+
     /// What an accepted command that caused `events` hands back to its
     /// requester in the reply (none by default).
     fn result(events: &[Self::Event]) -> Option<ordersaga_events::CommandResult> {

@@ -258,3 +258,32 @@ pub fn move_legacy_secrets<A: Aggregate>(journal: &Journal) -> Result<usize, Jou
     journal.set_marker(SECRETS_MOVED)?;
     Ok(moved)
 }
+
+/// The marker of a store whose list indexes were built from its log.
+const LISTS_INDEXED: &str = "lists-indexed-v1";
+
+/// Builds the list indexes of every `A` stream from its events, once per
+/// store (a marker remembers it): stores written before the lists existed
+/// get them complete. New stores have nothing to do.
+pub fn index_lists<A: Aggregate>(journal: &Journal) -> Result<usize, JournalError> {
+    if !A::LISTS || journal.marker(LISTS_INDEXED)? {
+        return Ok(0);
+    }
+    let mut written = 0;
+    let streams: Vec<StreamId> = journal
+        .streams(Some(A::KIND))
+        .map(|item| item.map(|(stream, _)| stream))
+        .collect::<Result<_, _>>()?;
+    for stream in streams {
+        for item in journal.read_stream(&stream, 1) {
+            let (sequence, bytes) = item?;
+            let envelope = decode_stored::<A>(&stream, sequence, &bytes)?;
+            for key in A::list_entries(&envelope.payload, envelope.recorded_at) {
+                journal.add_list_entry(&key)?;
+                written += 1;
+            }
+        }
+    }
+    journal.set_marker(LISTS_INDEXED)?;
+    Ok(written)
+}

@@ -111,6 +111,7 @@ fn command(stream: StreamId, expected: u64, payloads: Vec<UserEvent>) -> AppendB
         schedule: None,
         archive: Vec::new(),
         secrets: Vec::new(),
+        lists: Vec::new(),
     }
 }
 

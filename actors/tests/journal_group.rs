@@ -83,6 +83,7 @@ fn command(
         schedule: None,
         archive: Vec::new(),
         secrets: Vec::new(),
+        lists: Vec::new(),
     }
 }
 

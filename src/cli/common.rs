@@ -109,6 +109,11 @@ pub struct MembershipArgs {
     /// it is deaf and reports itself not ready, in milliseconds.
     #[arg(long, default_value_t = 15_000)]
     pub deaf_after_ms: u64,
+    /// How often the instance announces itself on `services.heartbeats`, in
+    /// milliseconds; `ordersaga services` counts it down after three
+    /// silent periods.
+    #[arg(long, default_value_t = 2_000)]
+    pub heartbeat_ms: u64,
 }
 
 impl MembershipArgs {
@@ -116,6 +121,7 @@ impl MembershipArgs {
         options.instance_id = self.instance_id.clone();
         options.consumer.session_timeout = Duration::from_millis(self.session_timeout_ms);
         options.deaf_after = Duration::from_millis(self.deaf_after_ms);
+        options.heartbeat_period = Duration::from_millis(self.heartbeat_ms.max(10));
     }
 }
 

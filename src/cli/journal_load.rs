@@ -232,5 +232,6 @@ fn command_batch(
         schedule: None,
         archive: Vec::new(),
         secrets: Vec::new(),
+        lists: Vec::new(),
     })
 }

@@ -6,6 +6,7 @@ mod journal_load;
 mod run;
 mod sagas;
 mod serve;
+mod services;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Inspect order sagas and retry stuck ones.
     Sagas(sagas::SagasArgs),
+    /// List the live service instances, from their heartbeats.
+    Services(services::ServicesArgs),
     /// Check the stores' integrity and the invariants across services.
     Verify(verify::VerifyArgs),
     /// Drive N orders through the whole saga at a chosen concurrency and
@@ -53,6 +56,7 @@ impl Command {
             Command::Run(args) => run::run(args),
             Command::Serve(args) => serve::run(args),
             Command::Sagas(args) => sagas::run(args),
+            Command::Services(args) => services::run(args),
             Command::Verify(args) => verify::run(args),
             Command::Bench(args) => bench::run(args),
             Command::Version => {
@@ -77,8 +81,9 @@ pub fn init_tracing(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},actix_server=warn"))
+    });
     // Colour codes only for a terminal: logs redirected to a file stay plain.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();

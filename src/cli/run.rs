@@ -67,6 +67,11 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         );
         println!("  any Kafka client can connect with bootstrap.servers={brokers}");
         for service in &running {
+            if let Some(address) = service.http_address() {
+                println!("http {} http://{address}", service.name.name());
+            }
+        }
+        for service in &running {
             announce_readiness(service, started);
         }
         let demo = if args.demo {

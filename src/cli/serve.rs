@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// Kafka bootstrap servers (`host:port,…`).
     #[arg(long)]
     pub brokers: String,
+    /// Where the instance's HTTP face listens (port 0 picks a free one;
+    /// the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http: String,
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
@@ -54,7 +58,8 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     actix_rt::System::new().block_on(async move {
         let started = Instant::now();
-        let options = args.options.node_options(args.kafka.config(&args.brokers));
+        let mut options = args.options.node_options(args.kafka.config(&args.brokers));
+        options.http = Some(args.http.clone());
         let name: ServiceName = args.service.into();
         let running = tokio::select! {
             running = node::start(name, &options) => running?,
@@ -70,6 +75,9 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             options.data_dir.join(name.name()).display(),
             running.instance_id()
         );
+        if let Some(address) = running.http_address() {
+            println!("http {} http://{address}", name.name());
+        }
         announce_readiness(&running, started);
         shutdown_signal().await;
         stop_within_bound(vec![running]).await;

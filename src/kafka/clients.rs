@@ -12,6 +12,13 @@ use std::time::Duration;
 /// How long start-up waits for the cluster to answer before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The partitioner of every producer that sends keyed records: the Java
+/// client's default (murmur2 of the key), not librdkafka's default
+/// (`consistent_random`, a CRC32). Kafka tools, clients in other languages
+/// and [`crate::registry::partition_for`] then agree on the partition of a
+/// key, so the registry can say which instance consumes an aggregate.
+const PARTITIONER: &str = "murmur2_random";
+
 fn base(config: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers)
@@ -39,6 +46,7 @@ pub fn producer(
     client_id: &str,
 ) -> Result<FutureProducer, rdkafka::error::KafkaError> {
     base(config, client_id)
+        .set("partitioner", PARTITIONER)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("message.timeout.ms", "0")
@@ -58,6 +66,7 @@ pub fn simple_producer(
     client_id: &str,
 ) -> Result<FutureProducer, rdkafka::error::KafkaError> {
     base(config, client_id)
+        .set("partitioner", PARTITIONER)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("message.timeout.ms", "30000")

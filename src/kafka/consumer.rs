@@ -423,6 +423,7 @@ fn rejection_of_invalid<A: Aggregate>(
 /// dead-letters it when its attempts run out.
 async fn execute<A: Aggregate>(ctx: &Context<A>, exec: Execute<A>, message: &OwnedMessage) {
     let consumed = exec.offset.clone();
+    let arrived = std::time::Instant::now();
     let mut backoff = Duration::from_millis(50);
     let mut last: Option<ServiceError> = None;
     for attempt in 1..=ctx.settings.attempts.max(1) {
@@ -438,7 +439,19 @@ async fn execute<A: Aggregate>(ctx: &Context<A>, exec: Execute<A>, message: &Own
             Err(err) => Err(err.into()),
         };
         match outcome {
-            Ok(_) => return,
+            Ok(reply) => {
+                let metrics = crate::metrics::metrics();
+                let outcome = reply.outcome.rejection_code().unwrap_or("accepted");
+                metrics
+                    .commands
+                    .with_label_values(&[ctx.name, outcome])
+                    .inc();
+                metrics
+                    .command_seconds
+                    .with_label_values(&[ctx.name])
+                    .observe(arrived.elapsed().as_secs_f64());
+                return;
+            }
             Err(err) => {
                 tracing::warn!(parent: &exec.span, service = ctx.name, attempt, command_id = %exec.command.command_id, cause = %err, "command failed; retrying");
                 last = Some(err);

@@ -81,6 +81,10 @@ pub(crate) async fn write(
     answer: Option<OutboxRecord>,
 ) {
     tracing::warn!(service, topic = message.topic(), partition = message.partition(), offset = message.offset(), code = refusal.code, reason = %refusal.reason, "dead-lettering a record");
+    crate::metrics::metrics()
+        .dead_letters
+        .with_label_values(&[service, refusal.code])
+        .inc();
     let origin = Origin {
         topic: kafka.logical(message.topic()).to_string(),
         partition: message.partition(),

@@ -15,6 +15,7 @@ pub mod consumer;
 pub mod deadletter;
 pub mod decode;
 pub mod embedded;
+pub mod heartbeat;
 pub mod key_order;
 pub mod liveness;
 pub mod offsets;
@@ -119,6 +120,14 @@ pub enum TransportError {
     /// The service's store failed.
     #[error(transparent)]
     Journal(#[from] ordersaga_actors::JournalError),
+    /// The HTTP face could not listen.
+    #[error("cannot serve HTTP on {address}: {source}")]
+    Http {
+        /// The `--http` address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// No bootstrap address accepted a connection.
     #[error("cannot reach the Kafka cluster at {brokers}: {cause}")]
     Unreachable {

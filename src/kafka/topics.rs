@@ -3,17 +3,19 @@
 //! already exists is fine.
 
 use super::{clients, KafkaConfig, TransportError};
-use ordersaga_events::topics::{Service, DEADLETTER, SAGA_COMMANDS, SAGA_REPLIES};
+use ordersaga_events::topics::{Service, DEADLETTER, HEARTBEATS, SAGA_COMMANDS, SAGA_REPLIES};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
 
 /// The topics `service` reads or writes: its command and event topics, the
-/// dead-letter topic and, for the orders service, the saga's topics.
+/// dead-letter topic, the heartbeats topic and, for the orders service, the
+/// saga's topics.
 pub fn topics_of(service: Service) -> Vec<String> {
     let mut topics = vec![
         service.commands_topic().to_string(),
         service.events_topic().to_string(),
         DEADLETTER.to_string(),
+        HEARTBEATS.to_string(),
     ];
     if service == Service::Orders {
         topics.extend([SAGA_REPLIES.to_string(), SAGA_COMMANDS.to_string()]);

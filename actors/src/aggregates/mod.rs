@@ -9,6 +9,6 @@ mod saga;
 mod user;
 
 pub use inventory::{Product, Reservation, ReservationState};
-pub use order::Order;
+pub use order::{user_orders_entry, Order, USER_ORDERS};
 pub use saga::{LineReservation, Saga};
 pub use user::{verify_password, ChargeRecord, User, UserStatus, EMAIL_INDEX, PASSWORD_SECRET};

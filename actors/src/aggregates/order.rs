@@ -209,7 +209,36 @@ fn step(
     }
 }
 
+/// The list of each user's orders, newest first.
+pub const USER_ORDERS: &str = "user-orders";
+
+/// The entry of `order_id`, placed at `at`, in [`USER_ORDERS`]: the user,
+/// then the time counted down from the far future (so that newer sorts
+/// first), then the order (so that two orders of one millisecond both fit).
+pub fn user_orders_entry(
+    user_id: UserId,
+    order_id: OrderId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<u8> {
+    let mut entry = user_id.as_uuid().as_bytes().to_vec();
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    entry.extend_from_slice(&(u64::MAX - millis).to_be_bytes());
+    entry.extend_from_slice(order_id.as_uuid().as_bytes());
+    crate::journal::list_key(USER_ORDERS, &entry)
+}
+
 impl Aggregate for Order {
+    fn list_entries(event: &OrderEvent, at: chrono::DateTime<chrono::Utc>) -> Vec<Vec<u8>> {
+        match event {
+            OrderEvent::Placed {
+                order_id, user_id, ..
+            } => vec![user_orders_entry(*user_id, *order_id, at)],
+            _ => Vec::new(),
+        }
+    }
+
+    const LISTS: bool = true;
+
     type Command = OrderCommand;
     type Event = OrderEvent;
     type Rejection = OrderRejection;

@@ -16,6 +16,7 @@
 //! | `deadlines` | wake-up time ++ stream key | (nothing): the streams to wake, by time |
 //! | `wake_at` | stream key | the stream's entry in `deadlines` |
 //! | `archive` | stream key ++ item key | sequence of the latest event about a closed item |
+//! | `lists` | list name ++ 0 ++ entry | (nothing): list indexes for queries, such as a user's orders |
 //! | `secrets` | stream key ++ name | a credential of the stream (a password hash), never in an event |
 //!
 //! Everything one command causes is one [`AppendBatch`], written all or
@@ -30,6 +31,7 @@ mod archive;
 mod error;
 mod head;
 mod keys;
+mod lists;
 mod open;
 mod quarantine;
 mod records;
@@ -38,6 +40,7 @@ mod secrets;
 mod writer;
 
 pub use error::JournalError;
+pub use lists::list_key;
 pub use quarantine::{CorruptRecord, OutboxBatch};
 pub use records::{
     AppendBatch, AppendReceipt, ConsumedOffset, OutboxRecord, Schedule, StreamAppend,
@@ -108,6 +111,7 @@ pub(crate) struct Stats {
     flushes: AtomicU64,
     commits: AtomicU64,
     events: AtomicU64,
+    flush_micros: AtomicU64,
 }
 
 /// A snapshot of the writer's counters since the journal was opened.
@@ -119,6 +123,8 @@ pub struct JournalStats {
     pub commits: u64,
     /// Events appended.
     pub events: u64,
+    /// Time spent in durable flushes, in microseconds.
+    pub flush_micros: u64,
 }
 
 impl JournalStats {
@@ -148,6 +154,7 @@ pub(crate) struct Trees {
     wake_at: sled::Tree,
     archive: sled::Tree,
     secrets: sled::Tree,
+    lists: sled::Tree,
     stats: Stats,
 }
 
@@ -228,6 +235,7 @@ impl Journal {
             wake_at: tree("wake_at")?,
             archive: tree("archive")?,
             secrets: tree("secrets")?,
+            lists: tree("lists")?,
             stats: Stats::default(),
             db,
         });
@@ -540,6 +548,7 @@ impl Journal {
             flushes: s.flushes.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
             events: s.events.load(Ordering::Relaxed),
+            flush_micros: s.flush_micros.load(Ordering::Relaxed),
         }
     }
 

@@ -118,6 +118,11 @@ pub struct AppendBatch {
     /// event (see [`crate::aggregate::Aggregate::secrets`]). Ignored without
     /// `events`.
     pub secrets: Vec<(&'static str, Option<Vec<u8>>)>,
+    /// Entries to add to the store's list indexes (full keys: list name, a
+    /// zero byte, then the entry), such as a user's orders newest first
+    /// (see [`crate::aggregate::Aggregate::list_entries`]). Ignored without
+    /// `events`.
+    pub lists: Vec<Vec<u8>>,
 }
 
 /// When `stream` wants to be woken next: at `wake_at` (milliseconds since

@@ -88,7 +88,13 @@ pub(crate) fn run(
         }
         if wrote > 0 {
             // Nothing is acknowledged before it is on disk.
-            if let Err(err) = trees.db.flush() {
+            let flushing = std::time::Instant::now();
+            let flushed = trees.db.flush();
+            trees.stats.flush_micros.fetch_add(
+                u64::try_from(flushing.elapsed().as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            if let Err(err) = flushed {
                 tracing::error!(cause = %err, "journal flush failed");
                 let message = err.to_string();
                 for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
@@ -145,6 +151,7 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
         &trees.wake_at,
         &trees.archive,
         &trees.secrets,
+        &trees.lists,
     )
         .transaction(
             |(
@@ -160,6 +167,7 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
                 wake_at,
                 archive,
                 secrets,
+                lists,
             )| {
                 let tx = Tx {
                     events,
@@ -173,6 +181,7 @@ fn commit_group(trees: &Trees, cursor: &mut Cursor, group: &[Request]) -> Vec<Ou
                     wake_at,
                     archive,
                     secrets,
+                    lists,
                 };
                 // sled may run this closure again after a conflict: the
                 // outcomes and positions start afresh from the committed
@@ -274,6 +283,7 @@ struct Tx<'t> {
     wake_at: &'t TransactionalTree,
     archive: &'t TransactionalTree,
     secrets: &'t TransactionalTree,
+    lists: &'t TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -374,6 +384,9 @@ impl Tx<'_> {
                     stream_item_key(&append.stream, item),
                     &sequence.to_be_bytes(),
                 )?;
+            }
+            for entry in &batch.lists {
+                self.lists.insert(entry.as_slice(), &[][..])?;
             }
             for (name, value) in &batch.secrets {
                 let key = stream_item_key(&append.stream, name);

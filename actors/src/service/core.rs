@@ -323,6 +323,9 @@ impl<A: Aggregate> EntityCore<A> {
                         published,
                     ));
                     unique.extend(A::unique_changes(event));
+                    if A::LISTS {
+                        batch.lists.extend(A::list_entries(event, now));
+                    }
                     if A::ARCHIVES {
                         if let Some(item) = A::archive_key(event) {
                             batch.archive.push((item, envelope.sequence));

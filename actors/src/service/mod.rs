@@ -20,7 +20,7 @@ pub use records::{outbox_record, reply_record, traceparent};
 use crate::aggregate::Aggregate;
 use crate::aggregates::{Order, Product, User};
 use crate::journal::Journal;
-use crate::recovery::{index_archive, move_legacy_secrets, stream_of, Recovered};
+use crate::recovery::{index_archive, index_lists, move_legacy_secrets, stream_of, Recovered};
 use actix::prelude::*;
 use mailbox::Mailbox;
 use ordersaga_events::{CommandEnvelope, Reply, StreamId};
@@ -121,6 +121,20 @@ impl<A: Aggregate> Service<A> {
                 store = %journal.path().display(),
                 cause = %err,
                 "cannot build the archive index; closed orders are not remembered"
+            ),
+        }
+        match index_lists::<A>(&journal) {
+            Ok(0) => {}
+            Ok(entries) => tracing::info!(
+                service = A::SERVICE.name(),
+                entries,
+                "built the list indexes from the log"
+            ),
+            Err(err) => tracing::error!(
+                service = A::SERVICE.name(),
+                store = %journal.path().display(),
+                cause = %err,
+                "cannot build the list indexes; lists miss what was stored before them"
             ),
         }
         match move_legacy_secrets::<A>(&journal) {
