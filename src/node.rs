@@ -172,13 +172,15 @@ impl RunningService {
     /// timeout plus the publish grace plus [`CLOSE_TIMEOUT`], even while the
     /// broker is down; what was not published stays in the outbox.
     pub async fn stop(self) {
+        // All feeders drain at once, so their bounds do not add up. The
+        // heartbeat is one: its `leaving` goes out now, before the HTTP
+        // face closes, so the registry never routes to a closed port.
+        for feeder in &self.feeders {
+            let _ = feeder.stop.send(true);
+        }
         // No new queries while the actors go away.
         if let Some(http) = &self.http {
             http.stop().await;
-        }
-        // All feeders drain at once, so their bounds do not add up.
-        for feeder in &self.feeders {
-            let _ = feeder.stop.send(true);
         }
         for feeder in self.feeders {
             let _ = feeder.handle.await;
