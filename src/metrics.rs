@@ -7,8 +7,8 @@
 //! sagas) are read from the service when scraped.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -106,6 +106,8 @@ pub struct Snapshot {
     pub flush_seconds: f64,
     /// Entities in memory.
     pub live_entities: usize,
+    /// Entities passivated (idle or evicted) since start.
+    pub passivations: u64,
     /// Sagas waiting for replies (orders only).
     pub sagas_waiting: Option<usize>,
     /// Whether every consumer owns partitions.
@@ -160,6 +162,15 @@ pub fn render(snapshot: &Snapshot) -> Result<String, prometheus::Error> {
         "Aggregates in memory",
         snapshot.live_entities as f64,
     )?;
+    let passivations = IntCounter::with_opts(
+        Opts::new(
+            "ordersaga_passivations_total",
+            "Entities stopped because idle or evicted, since start",
+        )
+        .const_label("service", service),
+    )?;
+    passivations.inc_by(snapshot.passivations);
+    now.register(Box::new(passivations))?;
     let ready = IntGauge::with_opts(
         Opts::new("ordersaga_ready", "1 when every consumer owns partitions")
             .const_label("service", service),

@@ -231,6 +231,7 @@ async fn idle_entities_are_passivated_and_come_back_from_the_journal() {
         users.send(deposit(*id, 100 + i as u64)).await.unwrap();
     }
     assert_eq!(users.live_entities().await.unwrap(), 5);
+    assert_eq!(users.passivations(), 0);
     // From here on nothing waits on the journal thread, so the paused clock
     // only moves when told to.
     tokio::time::pause();
@@ -240,6 +241,7 @@ async fn idle_entities_are_passivated_and_come_back_from_the_journal() {
         tokio::task::yield_now().await;
     }
     assert_eq!(users.live_entities().await.unwrap(), 0);
+    assert_eq!(users.passivations(), 5, "each idle entity counted once");
     for (i, id) in ids.iter().enumerate() {
         let live = users.state(id.as_uuid()).await.unwrap();
         assert_eq!(live.state.balance(), Cents(100 + i as u64));

@@ -159,15 +159,31 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     (status = 200, description = "The Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, Problem> {
     let stats = state.journal.stats();
-    let (service, live_entities, sagas_waiting) = match &state.backend {
-        Backend::Users(users) => ("users", users.live_entities().await, None),
-        Backend::Inventory(products) => ("inventory", products.live_entities().await, None),
+    let (service, live_entities, passivations, sagas_waiting) = match &state.backend {
+        Backend::Users(users) => (
+            "users",
+            users.live_entities().await,
+            users.passivations(),
+            None,
+        ),
+        Backend::Inventory(products) => (
+            "inventory",
+            products.live_entities().await,
+            products.passivations(),
+            None,
+        ),
         Backend::Orders { orders, sagas } => {
             let live = match (orders.live_entities().await, sagas.live_entities().await) {
                 (Ok(a), Ok(b)) => Ok(a + b),
                 (Err(err), _) | (_, Err(err)) => Err(err),
             };
-            ("orders", live, Some(state.journal.scheduled()))
+            let passivations = orders.passivations() + sagas.passivations();
+            (
+                "orders",
+                live,
+                passivations,
+                Some(state.journal.scheduled()),
+            )
         }
     };
     let snapshot = crate::metrics::Snapshot {
@@ -178,6 +194,7 @@ async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, Problem> {
         events: stats.events,
         flush_seconds: stats.flush_micros as f64 / 1e6,
         live_entities: live_entities.map_err(unavailable)?,
+        passivations,
         sagas_waiting,
         ready: state.readiness.borrow().ready,
     };

@@ -44,6 +44,7 @@ pub struct Service<A: Aggregate> {
     router: Addr<Router<A>>,
     mailbox: Mailbox,
     journal: Journal,
+    passivated: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<A: Aggregate> Clone for Service<A> {
@@ -52,6 +53,7 @@ impl<A: Aggregate> Clone for Service<A> {
             router: self.router.clone(),
             mailbox: self.mailbox.clone(),
             journal: self.journal.clone(),
+            passivated: self.passivated.clone(),
         }
     }
 }
@@ -152,11 +154,14 @@ impl<A: Aggregate> Service<A> {
             ),
         }
         let mailbox = Mailbox::new(config.router_mailbox);
-        let router = Router::<A>::new(journal.clone(), Arc::new(config)).start();
+        let passivated = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let router =
+            Router::<A>::new(journal.clone(), Arc::new(config), passivated.clone()).start();
         Self {
             router,
             mailbox,
             journal,
+            passivated,
         }
     }
 
@@ -214,6 +219,12 @@ impl<A: Aggregate> Service<A> {
             self.router.do_send(Shutdown { done });
             let _ = stopped.await;
         }
+    }
+
+    /// How many entities were passivated (stopped when idle or evicted) since
+    /// the service started.
+    pub fn passivations(&self) -> u64 {
+        self.passivated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many entities are in memory now.

@@ -96,16 +96,30 @@ pub(crate) struct Router<A: Aggregate> {
     /// Aggregates being recovered, with the work waiting for them in order
     /// (boxed: an actor must be `Unpin`, and a command need not be).
     recovering: HashMap<Uuid, Vec<Box<Parked<A>>>>,
+    /// Entities passivated so far (idle or evicted), for the metrics.
+    passivated: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<A: Aggregate> Router<A> {
-    pub fn new(journal: Journal, config: Arc<ServiceConfig>) -> Self {
+    pub fn new(
+        journal: Journal,
+        config: Arc<ServiceConfig>,
+        passivated: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
         Self {
             journal,
             config,
             entities: HashMap::new(),
             recovering: HashMap::new(),
+            passivated,
         }
+    }
+
+    /// Counts one passivation (an idle or evicted entity stopped).
+    fn passivate(&self, slot: &Slot<A>) {
+        slot.addr.do_send(Passivate);
+        self.passivated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The live entity for `id`, if there is one.
@@ -191,7 +205,7 @@ impl<A: Aggregate> Router<A> {
         let count = (self.entities.len() / 10).max(1);
         for (_, id) in by_age.into_iter().take(count) {
             if let Some(slot) = self.entities.remove(&id) {
-                slot.addr.do_send(Passivate);
+                self.passivate(&slot);
             }
         }
     }
@@ -199,6 +213,7 @@ impl<A: Aggregate> Router<A> {
     fn sweep(&mut self) {
         let idle = self.config.passivate_after;
         let now = Instant::now();
+        let passivated = self.passivated.clone();
         self.entities.retain(|_, slot| {
             let keep = slot.addr.connected() && now.duration_since(slot.last_used) < idle;
             if !keep {
@@ -206,6 +221,7 @@ impl<A: Aggregate> Router<A> {
                 // and the journal's version check keeps the two from
                 // overwriting each other.
                 slot.addr.do_send(Passivate);
+                passivated.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             keep
         });
