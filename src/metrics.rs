@@ -22,6 +22,10 @@ pub struct Metrics {
     pub command_seconds: HistogramVec,
     /// Records dead-lettered, by service and code.
     pub dead_letters: IntCounterVec,
+    /// Saga events that move sagas between watched states (`started`,
+    /// `completed`, `aborted`, `stuck`, `retry_requested`), as the orders
+    /// service's follower passes them.
+    pub saga_events: IntCounterVec,
     /// Password checks made by the login backend, by result. An unknown
     /// account is checked too (against a dummy hash), so it counts here.
     pub password_checks: IntCounterVec,
@@ -62,7 +66,15 @@ impl Metrics {
             &["result"],
         )
         .expect("a valid metric");
-        for metric in [&commands, &dead_letters] {
+        let saga_events = IntCounterVec::new(
+            Opts::new(
+                "ordersaga_saga_events_total",
+                "Saga state changes: started, completed, aborted, stuck, retry_requested",
+            ),
+            &["event"],
+        )
+        .expect("a valid metric");
+        for metric in [&commands, &dead_letters, &saga_events] {
             registry
                 .register(Box::new(metric.clone()))
                 .expect("registered once");
@@ -78,6 +90,7 @@ impl Metrics {
             commands,
             command_seconds,
             dead_letters,
+            saga_events,
             password_checks,
         }
     }

@@ -109,6 +109,23 @@ async fn queries_agree_with_the_events_after_a_saga_completes_and_after_one_abor
         assert_eq!(status, 400, "{bad}: {problem}");
     }
 
+    // The sagas' ends are counted (the follower counts them as it passes).
+    let counted = async {
+        loop {
+            let event = |name| [("event", name)];
+            let completed =
+                scraped(orders, "ordersaga_saga_events_total", &event("completed")).await;
+            let aborted = scraped(orders, "ordersaga_saga_events_total", &event("aborted")).await;
+            if completed >= 2.0 && aborted >= 1.0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), counted)
+        .await
+        .expect("the saga ends are counted");
+
     // The OpenAPI document names every route, generated from the code.
     let (status, doc) = get(orders, "/openapi.json").await;
     assert_eq!(status, 200);

@@ -19,7 +19,7 @@ use ordersaga_actors::journal::{AppendBatch, ConsumedOffset, LogEntry};
 use ordersaga_actors::recovery::decode_stored;
 use ordersaga_actors::{Execute, Journal, JournalError, Service};
 use ordersaga_events::order::OrderEvent;
-use ordersaga_events::saga::{saga_of, SagaCommand, SagaPolicy};
+use ordersaga_events::saga::{saga_of, SagaCommand, SagaEvent, SagaPolicy};
 use ordersaga_events::{CommandEnvelope, CommandId, OrderId, StreamKind};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -85,6 +85,7 @@ pub async fn run(
                     break;
                 }
             };
+            count_saga_event(&entry);
             if let Some(envelope) = saga_input(&entry, policy, clock.now()) {
                 match sagas.submit(Execute::new(envelope)) {
                     Ok(reply) => pending.push(reply),
@@ -128,6 +129,30 @@ pub async fn run(
             tracing::warn!(cause = %err, "cannot store the saga checkpoint");
         }
     }
+}
+
+/// Counts the saga events that move a saga between the states people
+/// watch (started, completed, aborted, stuck, retried by an operator), as
+/// the follower passes them in the log: `ordersaga_saga_events_total`.
+fn count_saga_event(entry: &LogEntry) {
+    if entry.stream.kind != StreamKind::Saga {
+        return;
+    }
+    let Ok(envelope) = decode_stored::<Saga>(&entry.stream, entry.sequence, &entry.bytes) else {
+        return;
+    };
+    let name = match envelope.payload {
+        SagaEvent::Started { .. } => "started",
+        SagaEvent::Completed => "completed",
+        SagaEvent::Aborted { .. } => "aborted",
+        SagaEvent::Stuck { .. } => "stuck",
+        SagaEvent::RetryRequested { .. } => "retry_requested",
+        _ => return,
+    };
+    crate::metrics::metrics()
+        .saga_events
+        .with_label_values(&[name])
+        .inc();
 }
 
 /// The saga input an order event causes at `now`, if any.
