@@ -7,8 +7,8 @@
 //! sagas) are read from the service when scraped.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -26,6 +26,8 @@ pub struct Metrics {
     /// `completed`, `aborted`, `stuck`, `retry_requested`), as the orders
     /// service's follower passes them.
     pub saga_events: IntCounterVec,
+    /// Each consumed partition's lag, from the consumers' statistics.
+    pub consumer_lag: IntGaugeVec,
     /// Password checks made by the login backend, by result. An unknown
     /// account is checked too (against a dummy hash), so it counts here.
     pub password_checks: IntCounterVec,
@@ -74,6 +76,17 @@ impl Metrics {
             &["event"],
         )
         .expect("a valid metric");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "ordersaga_consumer_lag",
+                "Records of a consumed partition not yet read (high watermark minus position)",
+            ),
+            &["service", "topic", "partition"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(consumer_lag.clone()))
+            .expect("registered once");
         for metric in [&commands, &dead_letters, &saga_events] {
             registry
                 .register(Box::new(metric.clone()))
@@ -91,6 +104,7 @@ impl Metrics {
             command_seconds,
             dead_letters,
             saga_events,
+            consumer_lag,
             password_checks,
         }
     }

@@ -116,6 +116,9 @@ pub fn consumer<C: ConsumerContext + 'static>(
             config.fetch_wait.as_millis().max(1).to_string(),
         )
         .set("session.timeout.ms", session_ms.to_string())
+        // librdkafka's statistics every 5 s: the context reads each owned
+        // partition's lag from them (`ordersaga_consumer_lag`).
+        .set("statistics.interval.ms", "5000")
         // A third of the session, as Kafka recommends, and at most 1 s so a
         // rebalance is noticed quickly.
         .set(

@@ -55,7 +55,23 @@ impl JournalOffsets {
     }
 }
 
-impl ClientContext for JournalOffsets {}
+impl ClientContext for JournalOffsets {
+    /// Records each partition's lag (high watermark minus the consumer's
+    /// position) from librdkafka's periodic statistics. Partitions this
+    /// consumer does not fetch report no lag and are skipped.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag = &crate::metrics::metrics().consumer_lag;
+        for (topic, stats) in &statistics.topics {
+            for partition in stats.partitions.values() {
+                if partition.partition < 0 || partition.consumer_lag < 0 {
+                    continue;
+                }
+                lag.with_label_values(&[self.service, topic, &partition.partition.to_string()])
+                    .set(partition.consumer_lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for JournalOffsets {
     fn rebalance(
