@@ -11,6 +11,8 @@
 //!   commands, offsets, uniqueness, the quarantine of unreadable outbox
 //!   rows; each command's batch all or nothing, one transaction and one
 //!   flush per commit group.
+//! - [`migrations`]: one-time migrations of older stores (indexes built
+//!   from the log, secrets moved out of old events).
 //! - [`outgoing`]: the typed commands an aggregate sends to another (the
 //!   saga's steps); the service layer addresses and encodes them.
 //! - [`recovery`]: rebuilding an aggregate from snapshot + events, or from
@@ -24,6 +26,7 @@
 pub mod aggregate;
 pub mod aggregates;
 pub mod journal;
+pub mod migrations;
 pub mod outgoing;
 pub mod recovery;
 pub mod service;

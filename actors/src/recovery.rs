@@ -154,32 +154,6 @@ pub fn replay<A: Aggregate>(
     fold(journal, &stream_of::<A>(id), start, until)
 }
 
-/// The marker of a store whose archive index has been built from its log.
-const ARCHIVE_INDEXED: &str = "archive-indexed-v1";
-
-/// Builds the archive index of every `A` stream from its events, once per
-/// store (a marker remembers it). Stores written before the index existed
-/// kept closed items in their states; without this, replaying them under the
-/// new state layout would forget those items. New stores have nothing to do.
-pub fn index_archive<A: Aggregate>(journal: &Journal) -> Result<usize, JournalError> {
-    if !A::ARCHIVES || journal.marker(ARCHIVE_INDEXED)? {
-        return Ok(0);
-    }
-    let mut written = 0;
-    let streams: Vec<StreamId> = journal
-        .streams(Some(A::KIND))
-        .map(|item| item.map(|(stream, _)| stream))
-        .collect::<Result<_, _>>()?;
-    for stream in streams {
-        written += journal.archive_from_log(&stream, |sequence, bytes| {
-            let envelope = decode_stored::<A>(&stream, sequence, bytes)?;
-            Ok(A::archive_key(&envelope.payload))
-        })?;
-    }
-    journal.set_marker(ARCHIVE_INDEXED)?;
-    Ok(written)
-}
-
 /// A copy of `state` (of `stream`) with the closed item `key` put back from
 /// the archive, or `None` when nothing is archived under `key`. What the
 /// service decides on, and what checks read a closed order's records from.
@@ -226,64 +200,4 @@ pub fn archive_differences<A: Aggregate>(
         }
     }
     Ok(differences)
-}
-
-/// The marker of a store whose old events' secrets were moved out.
-const SECRETS_MOVED: &str = "secrets-moved-v1";
-
-/// Moves the secrets that events of an older schema carried (a user's
-/// password hash, before credentials left the events) into the store's
-/// secrets, once per store (a marker remembers it). A secret already set is
-/// kept: it is newer than any old event.
-pub fn move_legacy_secrets<A: Aggregate>(journal: &Journal) -> Result<usize, JournalError> {
-    if !A::LEGACY_SECRETS || journal.marker(SECRETS_MOVED)? {
-        return Ok(0);
-    }
-    let mut moved = 0;
-    let streams: Vec<StreamId> = journal
-        .streams(Some(A::KIND))
-        .map(|item| item.map(|(stream, _)| stream))
-        .collect::<Result<_, _>>()?;
-    for stream in streams {
-        for item in journal.read_stream(&stream, 1) {
-            let (_, bytes) = item?;
-            for (name, value) in A::legacy_secrets(&bytes) {
-                if journal.secret(&stream, name)?.is_none() {
-                    journal.set_secret(&stream, name, &value)?;
-                    moved += 1;
-                }
-            }
-        }
-    }
-    journal.set_marker(SECRETS_MOVED)?;
-    Ok(moved)
-}
-
-/// The marker of a store whose list indexes were built from its log.
-const LISTS_INDEXED: &str = "lists-indexed-v1";
-
-/// Builds the list indexes of every `A` stream from its events, once per
-/// store (a marker remembers it): stores written before the lists existed
-/// get them complete. New stores have nothing to do.
-pub fn index_lists<A: Aggregate>(journal: &Journal) -> Result<usize, JournalError> {
-    if !A::LISTS || journal.marker(LISTS_INDEXED)? {
-        return Ok(0);
-    }
-    let mut written = 0;
-    let streams: Vec<StreamId> = journal
-        .streams(Some(A::KIND))
-        .map(|item| item.map(|(stream, _)| stream))
-        .collect::<Result<_, _>>()?;
-    for stream in streams {
-        for item in journal.read_stream(&stream, 1) {
-            let (sequence, bytes) = item?;
-            let envelope = decode_stored::<A>(&stream, sequence, &bytes)?;
-            for key in A::list_entries(&envelope.payload, envelope.recorded_at) {
-                journal.add_list_entry(&key)?;
-                written += 1;
-            }
-        }
-    }
-    journal.set_marker(LISTS_INDEXED)?;
-    Ok(written)
 }

@@ -6,7 +6,7 @@
 //! archive remembers, per stream and item key, the sequence of the latest
 //! event about the item. It is written in the same transaction as that event,
 //! so it can never disagree with the log, and it can always be rebuilt from
-//! the log (see [`Journal::archive_from_log`]).
+//! the log (see [`crate::migrations::index_archive`]).
 
 use super::keys::{read_u64, stream_item_key};
 use super::{Journal, JournalError};
@@ -42,24 +42,17 @@ impl Journal {
         self.trees().archive.len()
     }
 
-    /// Rebuilds the archive index of `stream` from its events: `key_of`
-    /// names the item each encoded event is about, if any. For stores written
-    /// before the index existed; writing an entry again is harmless.
-    pub fn archive_from_log(
+    /// Sets the archive entry of `item` of `stream` outside any append: for
+    /// building the index from the log of an older store.
+    pub fn set_archive_entry(
         &self,
         stream: &StreamId,
-        mut key_of: impl FnMut(u64, &[u8]) -> Result<Option<String>, JournalError>,
-    ) -> Result<usize, JournalError> {
-        let mut written = 0;
-        for item in self.read_stream(stream, 1) {
-            let (sequence, bytes) = item?;
-            if let Some(key) = key_of(sequence, &bytes)? {
-                self.trees()
-                    .archive
-                    .insert(stream_item_key(stream, &key), &sequence.to_be_bytes())?;
-                written += 1;
-            }
-        }
-        Ok(written)
+        item: &str,
+        sequence: u64,
+    ) -> Result<(), JournalError> {
+        self.trees()
+            .archive
+            .insert(stream_item_key(stream, item), &sequence.to_be_bytes())?;
+        Ok(())
     }
 }
