@@ -151,9 +151,7 @@ pub fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Vec<u8
     match format {
         Format::Bincode => {
             let mut out = vec![BINCODE_TAG];
-            let body = bincode::serde::encode_to_vec(value, bincode_config())
-                .map_err(|e| CodecError::Encode(e.to_string()))?;
-            out.extend_from_slice(&body);
+            out.extend_from_slice(&encode_payload(value)?);
             Ok(out)
         }
         Format::Json => serde_json::to_vec(value).map_err(|e| CodecError::Encode(e.to_string())),
@@ -299,8 +297,7 @@ pub fn encode_event<E: Versioned>(
 ) -> Result<Vec<u8>, CodecError> {
     match format {
         Format::Bincode => {
-            let payload = bincode::serde::encode_to_vec(&envelope.payload, bincode_config())
-                .map_err(|e| CodecError::Encode(e.to_string()))?;
+            let payload = encode_payload(&envelope.payload)?;
             encode(format, &with_payload(envelope, payload))
         }
         Format::Json => {

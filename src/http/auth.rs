@@ -82,16 +82,10 @@ pub async fn authenticate(
     let Credentials { email, password } = body.into_inner();
     let email = email.trim().to_lowercase();
     let journal = state.journal.clone();
-    let storage = |err: ordersaga_actors::JournalError| {
-        Problem::unavailable(format!("the users store cannot be read: {err}"))
-    };
-    let holder = journal
-        .unique_holder(EMAIL_INDEX, &email)
-        .map_err(storage)?;
+    let holder = journal.unique_holder(EMAIL_INDEX, &email)?;
     let hash = match &holder {
         Some(stream) => journal
-            .secret(stream, PASSWORD_SECRET)
-            .map_err(storage)?
+            .secret(stream, PASSWORD_SECRET)?
             .and_then(|bytes| String::from_utf8(bytes).ok()),
         None => None,
     };
@@ -106,10 +100,7 @@ pub async fn authenticate(
     let (true, true, Some(stream)) = (known, matches, holder) else {
         return Err(refused());
     };
-    let user = users
-        .state(stream.id)
-        .await
-        .map_err(|err| Problem::unavailable(err.to_string()))?;
+    let user = users.state(stream.id).await?;
     if user.state.status() != UserStatus::Active {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,

@@ -77,14 +77,6 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-fn storage(err: ordersaga_actors::JournalError) -> Problem {
-    Problem::unavailable(format!("the store cannot be read: {err}"))
-}
-
-fn unavailable(err: ordersaga_actors::ServiceError) -> Problem {
-    Problem::unavailable(err.to_string())
-}
-
 /// `GET /products`.
 #[utoipa::path(
     get,
@@ -112,11 +104,10 @@ pub async fn products(
     };
     let streams = state
         .journal
-        .stream_page(StreamKind::Product, after, limit)
-        .map_err(storage)?;
+        .stream_page(StreamKind::Product, after, limit)?;
     let mut items = Vec::with_capacity(streams.len());
     for stream in &streams {
-        let found = products.state(stream.id).await.map_err(unavailable)?;
+        let found = products.state(stream.id).await?;
         if found.state.exists() {
             items.push(ProductView::of(stream.id, &found.state, found.version));
         }
@@ -151,8 +142,7 @@ pub async fn user_orders(
     let cursor = query.cursor()?;
     let entries = state
         .journal
-        .list(USER_ORDERS, user.as_bytes(), cursor.as_deref(), limit)
-        .map_err(storage)?;
+        .list(USER_ORDERS, user.as_bytes(), cursor.as_deref(), limit)?;
     let mut items = Vec::with_capacity(entries.len());
     for entry in &entries {
         // An entry is the time counted down (8 bytes), then the order id.
@@ -160,7 +150,7 @@ pub async fn user_orders(
             .get(8..24)
             .and_then(|bytes| Uuid::from_slice(bytes).ok())
             .ok_or_else(|| Problem::unavailable("a damaged entry in the user's order list"))?;
-        let found = orders.state(order_id).await.map_err(unavailable)?;
+        let found = orders.state(order_id).await?;
         items.push(OrderView::of(order_id, &found.state, found.version, None));
     }
     let next = (entries.len() == limit)

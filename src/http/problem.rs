@@ -57,6 +57,21 @@ impl Problem {
     }
 }
 
+/// A service that could not answer (stopping, overloaded, its store
+/// failing): the request may succeed later.
+impl From<ordersaga_actors::ServiceError> for Problem {
+    fn from(err: ordersaga_actors::ServiceError) -> Self {
+        Self::unavailable(err.to_string())
+    }
+}
+
+/// A store that cannot be read now.
+impl From<ordersaga_actors::JournalError> for Problem {
+    fn from(err: ordersaga_actors::JournalError) -> Self {
+        Self::unavailable(format!("the store cannot be read: {err}"))
+    }
+}
+
 impl ResponseError for Problem {
     fn status_code(&self) -> StatusCode {
         self.status

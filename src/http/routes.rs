@@ -9,7 +9,6 @@ use super::{ApiState, Backend, MAX_BODY, OUTBOX_READY_BOUND};
 use actix_web::error::{JsonPayloadError, PathError};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use ordersaga_actors::ServiceError;
 use serde_json::json;
 
 /// Every route. Each service answers the queries of its own aggregates;
@@ -107,11 +106,6 @@ pub fn path_config() -> web::PathConfig {
     })
 }
 
-/// A service error as a problem: the service could not answer now.
-fn unavailable(err: ServiceError) -> Problem {
-    Problem::unavailable(err.to_string())
-}
-
 /// `GET /health`: alive while the process serves.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "Alive", body = Object, example = json!({"status": "alive"}))))]
@@ -127,13 +121,7 @@ async fn health() -> HttpResponse {
 async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let readiness = state.readiness.borrow().clone();
     let backlog = state.journal.outbox_len();
-    let mut reasons = Vec::new();
-    for idle in readiness.idle() {
-        reasons.push(format!(
-            "consumer {} of {} owns no partition",
-            idle.group, idle.topic
-        ));
-    }
+    let mut reasons = readiness.reasons();
     if backlog >= OUTBOX_READY_BOUND {
         reasons.push(format!(
             "{backlog} records wait in the outbox (bound {OUTBOX_READY_BOUND})"
@@ -193,7 +181,7 @@ async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, Problem> {
         commits: stats.commits,
         events: stats.events,
         flush_seconds: stats.flush_micros as f64 / 1e6,
-        live_entities: live_entities.map_err(unavailable)?,
+        live_entities: live_entities?,
         passivations,
         sagas_waiting,
         ready: state.readiness.borrow().ready,
@@ -217,7 +205,7 @@ async fn user(state: web::Data<ApiState>, id: web::Path<String>) -> Result<HttpR
         return Err(Problem::not_found("users live in the users service"));
     };
     let id = parse_id("user id", &id)?;
-    let found = users.state(id).await.map_err(unavailable)?;
+    let found = users.state(id).await?;
     if !found.state.is_registered() {
         return Err(Problem::not_found(format!("no user {id}")));
     }
@@ -239,7 +227,7 @@ async fn product(
         return Err(Problem::not_found("products live in the inventory service"));
     };
     let id = parse_id("product id", &id)?;
-    let found = products.state(id).await.map_err(unavailable)?;
+    let found = products.state(id).await?;
     if !found.state.exists() {
         return Err(Problem::not_found(format!("no product {id}")));
     }
@@ -258,11 +246,11 @@ async fn order(state: web::Data<ApiState>, id: web::Path<String>) -> Result<Http
         return Err(Problem::not_found("orders live in the orders service"));
     };
     let id = parse_id("order id", &id)?;
-    let found = orders.state(id).await.map_err(unavailable)?;
+    let found = orders.state(id).await?;
     if !found.state.is_placed() {
         return Err(Problem::not_found(format!("no order {id}")));
     }
-    let saga = sagas.state(id).await.map_err(unavailable)?;
+    let saga = sagas.state(id).await?;
     let saga = (saga.version > 0).then_some(&saga.state);
     Ok(HttpResponse::Ok().json(OrderView::of(id, &found.state, found.version, saga)))
 }

@@ -253,7 +253,7 @@ impl Beats {
         Changing {
             partitions,
             ready: readiness.ready,
-            reasons: reasons(&readiness),
+            reasons: readiness.reasons(),
         }
     }
 
@@ -364,17 +364,6 @@ fn outcome_of(
     }
 }
 
-/// Why `readiness` is not ready, one reason per consumer that owns nothing.
-pub fn reasons(readiness: &Readiness) -> Vec<String> {
-    readiness
-        .idle()
-        .map(|c| {
-            let deaf = if c.deaf { " (deaf)" } else { "" };
-            format!("{} owns no partition of {}{deaf}", c.group, c.topic)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +417,6 @@ mod tests {
                 },
             ],
         };
-        assert_eq!(reasons(&readiness), ["g2 owns no partition of t2 (deaf)"]);
+        assert_eq!(readiness.reasons(), ["g2 owns no partition of t2 (deaf)"]);
     }
 }

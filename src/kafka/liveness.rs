@@ -120,6 +120,17 @@ impl Readiness {
     pub fn idle(&self) -> impl Iterator<Item = &ConsumerState> {
         self.consumers.iter().filter(|c| c.partitions.is_empty())
     }
+
+    /// Why the service is not ready, one reason per consumer that owns
+    /// nothing (what heartbeats and `/ready` say).
+    pub fn reasons(&self) -> Vec<String> {
+        self.idle()
+            .map(|c| {
+                let deaf = if c.deaf { " (deaf)" } else { "" };
+                format!("{} owns no partition of {}{deaf}", c.group, c.topic)
+            })
+            .collect()
+    }
 }
 
 /// The readiness of a service whose consumers own `ownerships`, as of `now`,

@@ -4,7 +4,9 @@
 
 use super::config::ServiceConfig;
 use super::error::ServiceError;
-use super::records::{encode_for_store_and_topic, event_record, outbox_record, reply_record};
+use super::records::{
+    encode_error, encode_for_store_and_topic, event_record, outbox_record, reply_record,
+};
 use crate::aggregate::{Aggregate, UniqueChange};
 use crate::journal::{AppendBatch, ConsumedOffset, Journal, JournalError, Schedule, StreamAppend};
 use crate::recovery::{encode_snapshot, recalled, recover, stream_of, Recovered};
@@ -387,8 +389,4 @@ impl<A: Aggregate> EntityCore<A> {
         }
         Ok((batch, reply, events))
     }
-}
-
-fn encode_error(err: ordersaga_events::CodecError) -> ServiceError {
-    ServiceError::Journal(JournalError::InvalidBatch(err.to_string()))
 }

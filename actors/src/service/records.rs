@@ -36,7 +36,8 @@ fn content_type(format: Format) -> (String, Vec<u8>) {
     header_of(header::CONTENT_TYPE, format.content_type().as_bytes())
 }
 
-fn encode_error(err: CodecError) -> ServiceError {
+/// A record that cannot be encoded: the batch is invalid, nothing is written.
+pub(crate) fn encode_error(err: CodecError) -> ServiceError {
     ServiceError::Journal(JournalError::InvalidBatch(err.to_string()))
 }
 
