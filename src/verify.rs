@@ -1,7 +1,8 @@
 //! Integrity and invariants across the three stores: what `ordersaga verify`,
 //! the end-to-end tests and the demo check.
 //!
-//! - Every stream replays from scratch: contiguous sequences, decodable events.
+//! - Every stream replays from scratch: contiguous sequences, decodable events;
+//!   the indexes derived from its events (archive, lists) agree with them.
 //! - Per product: `on_hand = initial + restocked + returned − committed`,
 //!   `reserved` = the held reservations, `available ≥ 0`.
 //! - Per user: `balance = deposits − charges + refunds ≥ 0`, at most one net
@@ -12,7 +13,7 @@
 //!   required).
 
 use ordersaga_actors::aggregates::{Order, Product, Reservation, ReservationState, Saga, User};
-use ordersaga_actors::recovery::{archive_differences, recalled, replay, stream_of};
+use ordersaga_actors::recovery::{index_differences, recalled, replay, stream_of};
 use ordersaga_actors::{Aggregate, Journal, JournalError};
 use ordersaga_events::order::OrderStatus;
 use ordersaga_events::saga::SagaPhase;
@@ -62,8 +63,8 @@ fn all<A: Aggregate>(
         let (stream, version) = item?;
         match replay::<A>(journal, stream.id, None) {
             Ok(recovered) if recovered.version == version => {
-                if A::ARCHIVES {
-                    match archive_differences::<A>(journal, &stream) {
+                if A::ARCHIVES || A::LISTS {
+                    match index_differences::<A>(journal, &stream) {
                         Ok(found) => report.violations.extend(found),
                         Err(err) => report.violations.push(format!("{stream}: {err}")),
                     }

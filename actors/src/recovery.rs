@@ -172,21 +172,30 @@ pub fn recalled<A: Aggregate>(
     Ok(Some(view))
 }
 
-/// Where the archive index of `stream` disagrees with its events: one
-/// sentence per item. The index is derived from the log, so any difference
-/// is damage.
-pub fn archive_differences<A: Aggregate>(
+/// Where the indexes derived from `stream`'s events (the archive of closed
+/// items, the list entries) disagree with them: one sentence per entry. They
+/// are written in the events' transactions, so any difference is damage, or
+/// a crash that split what must not split.
+pub fn index_differences<A: Aggregate>(
     journal: &Journal,
     stream: &StreamId,
 ) -> Result<Vec<String>, JournalError> {
     let mut latest: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut differences = Vec::new();
     for item in journal.read_stream(stream, 1) {
         let (sequence, bytes) = item?;
-        if let Some(key) = A::archive_key(&decode_stored::<A>(stream, sequence, &bytes)?.payload) {
+        let envelope = decode_stored::<A>(stream, sequence, &bytes)?;
+        if let Some(key) = A::archive_key(&envelope.payload) {
             latest.insert(key, sequence);
         }
+        for entry in A::list_entries(&envelope.payload, envelope.recorded_at) {
+            if !journal.has_list_entry(&entry)? {
+                differences.push(format!(
+                    "{stream}: event #{sequence} has no entry in its list index"
+                ));
+            }
+        }
     }
-    let mut differences = Vec::new();
     for (key, sequence) in latest {
         match journal.archived(stream, &key) {
             Ok(Some((stored, _))) if stored == sequence => {}

@@ -127,3 +127,40 @@ async fn a_thousand_orders_page_newest_first_each_once_and_survive_a_restart() {
     assert_eq!(again.len(), 1_001);
     orders.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_missing_list_entry_is_reported_against_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = UserId::new();
+    let order = {
+        let orders = Service::<Order>::start(open(dir.path()), ServiceConfig::default());
+        let order = place(&orders, user).await;
+        let journal = orders.journal().clone();
+        orders.shutdown().await;
+        drop(orders);
+        while journal.handles() > 1 {
+            tokio::task::yield_now().await;
+        }
+        order
+    };
+    let stream = ordersaga_actors::recovery::stream_of::<Order>(order.as_uuid());
+    let journal = open(dir.path());
+    let whole = ordersaga_actors::recovery::index_differences::<Order>(&journal, &stream).unwrap();
+    assert!(whole.is_empty(), "{whole:?}");
+    drop(journal);
+    // Given the entry lost from the store's lists,
+    {
+        let db = sled::open(dir.path().join("orders")).unwrap();
+        let lists = db.open_tree("lists").unwrap();
+        lists.clear().unwrap();
+        db.flush().unwrap();
+    }
+    // then the check against the log names the event.
+    let journal = open(dir.path());
+    let found = ordersaga_actors::recovery::index_differences::<Order>(&journal, &stream).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("#1 has no entry in its list index"),
+        "{found:?}"
+    );
+}

@@ -49,6 +49,12 @@ impl Journal {
         Ok(out)
     }
 
+    /// Whether the list index holds `key` (a full key, as
+    /// [`list_key`] makes it).
+    pub fn has_list_entry(&self, key: &[u8]) -> Result<bool, JournalError> {
+        Ok(self.trees().lists.contains_key(key)?)
+    }
+
     /// Adds an entry outside any append: for rebuilding lists from the log.
     pub fn add_list_entry(&self, key: &[u8]) -> Result<(), JournalError> {
         self.trees().lists.insert(key, &[][..])?;

@@ -10,7 +10,7 @@ use ordersaga_actors::aggregates::{
     ChargeRecord, Order, Product, ReservationState, Saga, User, UserStatus,
 };
 use ordersaga_actors::recovery::{
-    archive_differences, decode_stored, recalled, recover, replay, stream_of,
+    decode_stored, index_differences, recalled, recover, replay, stream_of,
 };
 use ordersaga_actors::{Journal, Service};
 use ordersaga_events::inventory::InventoryEvent;
@@ -32,7 +32,7 @@ async fn check_replay<A: Aggregate>(service: &Service<A>, journal: &Journal, id:
         "snapshot recovery differs from replay of {id}"
     );
     assert_eq!(
-        archive_differences::<A>(journal, &stream_of::<A>(id)).unwrap(),
+        index_differences::<A>(journal, &stream_of::<A>(id)).unwrap(),
         Vec::<String>::new()
     );
     live.state
