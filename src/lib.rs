@@ -33,6 +33,7 @@
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod gateway;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

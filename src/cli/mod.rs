@@ -2,6 +2,7 @@
 
 mod bench;
 mod common;
+mod gateway;
 mod journal_load;
 mod run;
 mod sagas;
@@ -33,6 +34,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run one service in this process against a Kafka cluster.
     Serve(serve::ServeArgs),
+    /// Run the API gateway: the public HTTP front (JWT, rate limits,
+    /// circuit breakers, read models).
+    Gateway(gateway::GatewayCmdArgs),
     /// Inspect order sagas and retry stuck ones.
     Sagas(sagas::SagasArgs),
     /// List the live service instances, from their heartbeats.
@@ -55,6 +59,7 @@ impl Command {
         match self {
             Command::Run(args) => run::run(args),
             Command::Serve(args) => serve::run(args),
+            Command::Gateway(args) => gateway::run(args),
             Command::Sagas(args) => sagas::run(args),
             Command::Services(args) => services::run(args),
             Command::Verify(args) => verify::run(args),

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs the Python contract test (tests/python/test_contract.py, which also runs
-# docs/example_register.py) against a fresh `ordersaga run`.
+# docs/example_register.py) and the gateway's HTTP test
+# (tests/python/test_gateway.py, standard library only) against a fresh
+# `ordersaga run`.
 #
 #   tests/python/run.sh                       on the embedded broker `run` starts
 #   tests/python/run.sh --brokers HOST:PORT   on that broker (a namespace of its own)
 #
 # Makes the Python environment (scripts/python-env.sh), builds the ordersaga
-# binary, starts `ordersaga run` on a temporary store, waits for its three
-# `ready` lines, runs the test, then stops ordersaga with SIGTERM and expects
+# binary, starts `ordersaga run` on a temporary store (its gateway on a free
+# port, with an administrator), waits for its three `ready` lines and the
+# gateway's address, runs the tests, then stops ordersaga with SIGTERM and expects
 # it to exit 0. Exits non-zero when any of that fails.
 #
 # Environment: ORDERSAGA_PYTHON_READY_S (default 120) bounds the wait for
@@ -61,7 +64,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-args=(run --data "$work/data")
+# The gateway on a free port (8080 may be taken), with an administrator
+# for the HTTP checks.
+admin_email="admin@python.test"
+export ORDERSAGA_ADMIN_PASSWORD="python admin password"
+args=(run --data "$work/data" --gateway-http 127.0.0.1:0 --admin-email "$admin_email")
 namespace_args=()
 if [ -n "$brokers" ]; then
   # A broker others use too: topics and groups of this run's own.
@@ -78,8 +85,9 @@ deadline=$((SECONDS + ready_s))
 address=""
 while :; do
   address=$(sed -n 's/.*bootstrap\.servers=\([^ ]*\).*/\1/p' "$work/out" | head -n 1)
+  gateway=$(sed -n 's/^gateway \(http:[^ ]*\).*/\1/p' "$work/out" | head -n 1)
   ready=$(grep -c '^ready ' "$work/out" || true)
-  if [ -n "$address" ] && [ "$ready" -ge 3 ]; then break; fi
+  if [ -n "$address" ] && [ -n "$gateway" ] && [ "$ready" -ge 3 ]; then break; fi
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "error: ordersaga run exited before it was ready" >&2
     show_logs; exit 1
@@ -94,6 +102,9 @@ echo "== ordersaga run ready on ${brokers:-an embedded broker at $address}${name
 
 status=0
 "$python" tests/python/test_contract.py "$address" "${namespace_args[@]}" --timeout "$test_s" || status=$?
+echo "== the gateway's HTTP API from Python at $gateway"
+"$python" tests/python/test_gateway.py "$gateway" --admin-email "$admin_email" \
+  --admin-password "$ORDERSAGA_ADMIN_PASSWORD" || status=$?
 if ! stop_ordersaga; then
   echo "error: ordersaga run did not exit 0 after SIGTERM" >&2
   status=1

@@ -14,9 +14,20 @@ pub struct Answer {
     pub content_type: Option<String>,
     /// The body, as text.
     pub body: String,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Answer {
+    /// The value of header `name` (any case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -25,8 +36,22 @@ impl Answer {
 
 /// Sends `method path` with an optional JSON `body` to `address`.
 pub async fn request(address: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Answer {
+    request_with(address, method, path, &[], body).await
+}
+
+/// Sends `method path` with `headers` and an optional JSON `body`.
+pub async fn request_with(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Answer {
     let mut stream = TcpStream::connect(address).await.expect("connect");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some(body) = body {
         head.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -47,11 +72,18 @@ pub async fn request(address: SocketAddr, method: &str, path: &str, body: Option
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {head}"));
-    let content_type = head.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("content-type")
-            .then(|| value.trim().to_owned())
-    });
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        })
+        .collect();
+    let content_type = headers
+        .iter()
+        .find(|(name, _)| name == "content-type")
+        .map(|(_, value)| value.clone());
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -64,6 +96,7 @@ pub async fn request(address: SocketAddr, method: &str, path: &str, body: Option
         status,
         content_type,
         body,
+        headers,
     }
 }
 

@@ -1,0 +1,214 @@
+//! The gateway's downstream services: which instance to call (the
+//! registry), whether to call at all (the service's circuit breaker), and
+//! the call itself over HTTP.
+//!
+//! A breaker guards both ways the gateway reaches a service: HTTP reads and
+//! Kafka commands. It opens after consecutive failures (a connection error,
+//! a timeout, a 5xx) or at once when the registry knows no live instance;
+//! while it is open the gateway answers 503 with `Retry-After` and calls
+//! nobody. A 4xx is the service's answer, not its failure.
+
+use super::breaker::{Breaker, BreakerConfig, Clock, Open, Permit};
+use crate::registry::Registry;
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::Bytes;
+use ordersaga_events::topics::Service as ServiceName;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Which instance of a service to ask.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    /// The instance that owns this aggregate (its partition's consumer).
+    Owner(Uuid),
+    /// Any live instance.
+    Any,
+}
+
+/// A service's answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// Its HTTP status.
+    pub status: StatusCode,
+    /// Its body.
+    pub body: Bytes,
+}
+
+/// Why a service was not asked or did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DownstreamError {
+    /// Its breaker is open: nobody was called.
+    #[error("the {service} service is unavailable: {reason}")]
+    Open {
+        /// The service.
+        service: &'static str,
+        /// When to try again.
+        retry_after: Duration,
+        /// Why the breaker opened.
+        reason: String,
+    },
+    /// The call failed (connection, timeout or a 5xx).
+    #[error("the {service} service at {address} failed: {cause}")]
+    Failed {
+        /// The service.
+        service: &'static str,
+        /// The instance's address.
+        address: String,
+        /// Why.
+        cause: String,
+    },
+}
+
+impl DownstreamError {
+    fn open(service: ServiceName, open: Open) -> Self {
+        DownstreamError::Open {
+            service: service.name(),
+            retry_after: open.retry_after,
+            reason: open.reason,
+        }
+    }
+}
+
+/// One breaker per downstream service.
+#[derive(Clone)]
+pub struct Breakers {
+    users: Breaker,
+    orders: Breaker,
+    inventory: Breaker,
+}
+
+impl Breakers {
+    /// Closed breakers with `config`, timed by `clock`.
+    pub fn new(config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            users: Breaker::new("users", config.clone(), clock.clone()),
+            orders: Breaker::new("orders", config.clone(), clock.clone()),
+            inventory: Breaker::new("inventory", config, clock),
+        }
+    }
+
+    /// The breaker of `service`.
+    pub fn of(&self, service: ServiceName) -> &Breaker {
+        match service {
+            ServiceName::Users => &self.users,
+            ServiceName::Orders => &self.orders,
+            ServiceName::Inventory => &self.inventory,
+        }
+    }
+}
+
+/// The registry, the breakers and the call timeout. Cheap to clone.
+#[derive(Clone)]
+pub struct Downstream {
+    registry: Arc<Registry>,
+    breakers: Breakers,
+    timeout: Duration,
+}
+
+impl Downstream {
+    /// Calls through `registry`, guarded by `breakers`, each at most
+    /// `timeout`.
+    pub fn new(registry: Arc<Registry>, breakers: Breakers, timeout: Duration) -> Self {
+        Self {
+            registry,
+            breakers,
+            timeout,
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The breakers.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    /// A permit to reach `service` through Kafka: its breaker is closed (or
+    /// admits a probe) and some instance is live. The caller reports the
+    /// outcome on the permit.
+    pub fn admit(&self, service: ServiceName) -> Result<Permit, DownstreamError> {
+        let breaker = self.breakers.of(service);
+        if self.registry.live(service).is_empty() {
+            breaker.no_live_instance();
+        }
+        breaker
+            .acquire()
+            .map_err(|open| DownstreamError::open(service, open))
+    }
+
+    /// Calls `method path` on the `target` instance of `service` with a JSON
+    /// `body`.
+    pub async fn call(
+        &self,
+        client: &awc::Client,
+        service: ServiceName,
+        target: Target,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, DownstreamError> {
+        let breaker = self.breakers.of(service);
+        let instance = match target {
+            Target::Owner(id) => self
+                .registry
+                .owner(service, id)
+                // Ownership moves during a rebalance; any live instance
+                // still answers from its store what it can.
+                .or_else(|| self.registry.live(service).into_iter().next()),
+            Target::Any => self.registry.live(service).into_iter().next(),
+        };
+        let address = instance.and_then(|i| i.heartbeat.http);
+        let Some(address) = address else {
+            breaker.no_live_instance();
+            return Err(match breaker.acquire() {
+                Err(open) => DownstreamError::open(service, open),
+                Ok(permit) => {
+                    permit.failure("no live instance answers HTTP");
+                    DownstreamError::Failed {
+                        service: service.name(),
+                        address: "none".into(),
+                        cause: "no live instance answers HTTP".into(),
+                    }
+                }
+            });
+        };
+        let permit = breaker
+            .acquire()
+            .map_err(|open| DownstreamError::open(service, open))?;
+        let url = format!("http://{address}{path}");
+        let request = client
+            .request(method, &url)
+            .timeout(self.timeout)
+            .insert_header(("accept", "application/json"));
+        let sent = match body {
+            Some(body) => request.send_json(body).await,
+            None => request.send().await,
+        };
+        let failed = |cause: String, permit: Permit| {
+            permit.failure(&cause);
+            DownstreamError::Failed {
+                service: service.name(),
+                address: address.clone(),
+                cause,
+            }
+        };
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(err) => return Err(failed(err.to_string(), permit)),
+        };
+        let status = response.status();
+        let body = match response.body().limit(4 * 1024 * 1024).await {
+            Ok(body) => body,
+            Err(err) => return Err(failed(format!("reading the answer: {err}"), permit)),
+        };
+        if status.is_server_error() {
+            return Err(failed(format!("answered {status}"), permit));
+        }
+        permit.success();
+        Ok(Answer { status, body })
+    }
+}
