@@ -380,9 +380,9 @@ async fn breakers_open_on_a_dead_service_and_floods_are_limited() {
         .await;
     assert_eq!(fresh.header("ordersaga-stale"), None);
     assert_eq!(fresh.json()["on_hand"], 6);
-    gateway.running.stop().await;
 
-    // A flood from one address gets 429 with Retry-After.
+    // A second gateway beside the first, with its own reply topic and read
+    // model; a flood from one address gets 429 with Retry-After there.
     let strict = Gateway::start(&broker, &shop, "strict", |options| {
         options.rate_limits = RateLimitConfig {
             ip_per_second: NonZeroU32::new(1).unwrap(),
@@ -414,6 +414,26 @@ async fn breakers_open_on_a_dead_service_and_floods_are_limited() {
     );
     let health = strict.call("GET", "/health", None, &[], None).await;
     assert_eq!(health.status, 200, "probes are never limited");
+    // Both gateways get their own replies: a command through each applies
+    // (the same key signs both gateways' tokens; a token's user is limited
+    // as a user, not as the flooded address).
+    for (gw, quantity) in [(&gateway, 2), (&strict, 3)] {
+        let answer = gw
+            .call(
+                "POST",
+                &restock,
+                Some(&admin),
+                &[],
+                Some(serde_json::json!({ "quantity": quantity })),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let both = gateway
+        .call("GET", &format!("/products/{widget}"), None, &[], None)
+        .await;
+    assert_eq!(both.json()["on_hand"], 11);
     strict.running.stop().await;
+    gateway.running.stop().await;
     shop.stop().await;
 }

@@ -174,6 +174,15 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, GatewayErr
     if !registry.caught_up(Duration::from_secs(10)).await {
         tracing::warn!("the registry has not read every heartbeat yet; routing may start empty");
     }
+    // A broker that cannot look offsets up by time (the embedded one) starts
+    // the registry at the end: give the services one heartbeat period to be
+    // heard before the breakers would open for want of a live instance.
+    if !every_service_heard(&registry, HEARD_WITHIN).await {
+        tracing::warn!(
+            within_ms = HEARD_WITHIN.as_millis() as u64,
+            "not every service has a live instance yet; their breakers open until one is heard"
+        );
+    }
     let requester = Requester::start(kafka, &reply_topic).await?;
     let breakers = Breakers::new(options.breaker.clone(), options.breaker_clock.clone());
     let downstream = Downstream::new(registry.clone(), breakers, options.call_timeout);
@@ -253,6 +262,26 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, GatewayErr
         handle,
         registry,
     })
+}
+
+/// How long a starting gateway waits to hear every service.
+const HEARD_WITHIN: Duration = Duration::from_secs(5);
+
+/// Waits, at most `bound`, until the registry knows a live instance of
+/// every service; woken by each heartbeat it reads, never by polling.
+async fn every_service_heard(registry: &Registry, bound: Duration) -> bool {
+    let mut observed = registry.observed();
+    let all_live = || ServiceName::ALL.into_iter().all(|s| !registry.live(s).is_empty());
+    tokio::time::timeout(bound, async {
+        while !all_live() {
+            if observed.changed().await.is_err() {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Counts every answer by route pattern (bounded cardinality: never the

@@ -250,3 +250,49 @@ pub fn min_position(req: &HttpRequest, query: Option<&str>) -> Result<Option<Pos
             .map_err(|reason| Problem::bad_request("invalid_position", reason)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn keyed(key: Option<&str>, scope: &str) -> Result<Idempotency, Problem> {
+        let mut req = TestRequest::default();
+        if let Some(key) = key {
+            req = req.insert_header((IDEMPOTENCY_HEADER, key));
+        }
+        Idempotency::of(&req.to_http_request(), scope)
+    }
+
+    #[test]
+    fn the_same_key_caller_and_purpose_name_the_same_ids() {
+        let a = keyed(Some("k-1"), "alice").unwrap();
+        let again = keyed(Some("k-1"), "alice").unwrap();
+        assert_eq!(a.derive("order"), again.derive("order"));
+        assert_eq!(a.command_id("place"), again.command_id("place"));
+        assert_ne!(a.derive("order"), a.derive("user"), "purposes differ");
+        let bob = keyed(Some("k-1"), "bob").unwrap();
+        assert_ne!(
+            a.derive("order"),
+            bob.derive("order"),
+            "callers never share ids"
+        );
+        assert_ne!(a.command_id("place"), CommandId::from(a.derive("order")));
+    }
+
+    #[test]
+    fn without_a_key_every_request_is_new_and_bad_keys_are_refused() {
+        let (a, b) = (keyed(None, "x").unwrap(), keyed(None, "x").unwrap());
+        assert_ne!(a.key, b.key);
+        assert_ne!(a.derive("order"), b.derive("order"));
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        assert_eq!(
+            keyed(Some(&long), "x").unwrap_err().code(),
+            "invalid_idempotency_key"
+        );
+        assert_eq!(
+            keyed(Some("  "), "x").unwrap_err().code(),
+            "invalid_idempotency_key"
+        );
+    }
+}
