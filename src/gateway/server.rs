@@ -166,7 +166,7 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, GatewayErr
     let store = options.data_dir.join("readmodel");
     if options.rebuild {
         let report = readmodel::rebuild(kafka, &store, options.progress).await?;
-        tracing::info!(?report, "read models rebuilt from the event topics");
+        tracing::info!(%report, "read models rebuilt from the event topics");
     }
     let model = ReadModel::open(&store)?;
     let projector = Arc::new(Projector::start(kafka, model.clone()).await?);
