@@ -6,7 +6,7 @@ use super::common::{cluster, KafkaArgs, TuningArgs};
 use super::CliError;
 use crate::bench::{self, BenchConfig, BenchReport, PhaseStats};
 use crate::kafka::valid_topic_name;
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,9 +14,13 @@ use std::time::Duration;
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
 #[command(
+    args_conflicts_with_subcommands = true,
     after_help = "Without --namespace, every run uses a fresh random namespace, so it never sees another run's topics."
 )]
 pub struct BenchArgs {
+    /// Another bench instead of the saga's (`bench` alone runs the saga's).
+    #[command(subcommand)]
+    pub mode: Option<BenchMode>,
     /// Kafka bootstrap servers (`host:port,…`). Without it, an embedded broker
     /// is started in this process.
     #[arg(long)]
@@ -59,9 +63,17 @@ pub struct BenchArgs {
     tuning: TuningArgs,
 }
 
+/// The other benches.
+#[derive(Debug, Subcommand)]
+pub enum BenchMode {
+    /// The gateway over HTTP: its read path and order path against a
+    /// trivial actix-web handler, same client, same concurrency, same run.
+    Http(super::bench_http::BenchHttpArgs),
+}
+
 /// A data directory made for this run, removed when dropped (after the
 /// services have stopped, which the order of drops in [`run`] guarantees).
-struct TempData(PathBuf);
+pub(super) struct TempData(pub(super) PathBuf);
 
 impl Drop for TempData {
     fn drop(&mut self) {
@@ -76,6 +88,9 @@ impl Drop for TempData {
 /// Runs the bench, prints its results; fails when an order did not end or an
 /// invariant is broken.
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
+    if let Some(BenchMode::Http(http)) = args.mode {
+        return super::bench_http::run(http);
+    }
     if args.kafka.partitions < 1 || args.kafka.replication < 1 {
         return Err("--partitions and --replication must be at least 1".into());
     }

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod bench;
+mod bench_http;
 mod common;
 mod gateway;
 mod journal_load;

@@ -10,7 +10,7 @@ use crate::http::problem::Problem;
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use std::future::{ready, Ready};
 use uuid::Uuid;
 
@@ -56,6 +56,12 @@ impl Caller {
     }
 }
 
+/// Claims the rate limiter already verified for this request (it must know
+/// the user to count against), kept in the request's extensions so the
+/// token's signature is checked once.
+#[derive(Clone, Debug)]
+pub struct Verified(pub Claims);
+
 /// A 401 with `code` and a bearer challenge.
 pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, code, detail).challenge()
@@ -87,6 +93,12 @@ pub fn bearer(req: &HttpRequest) -> Result<Option<&str>, Problem> {
 
 /// The checked caller of `req` under `keys`.
 pub fn authenticate(req: &HttpRequest, keys: &TokenKeys) -> Result<Caller, Problem> {
+    let verified = req.extensions().get::<Verified>().map(|v| v.0.clone());
+    if let Some(claims) = verified {
+        if let Some(user_id) = claims.user_id() {
+            return Ok(Caller { user_id, claims });
+        }
+    }
     let token = bearer(req)?.ok_or_else(|| {
         unauthorized(
             "missing_token",

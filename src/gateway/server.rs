@@ -20,7 +20,7 @@ use crate::registry::{Registry, Since};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpMessage, HttpServer};
 use ordersaga_events::topics::{Service as ServiceName, HEARTBEATS};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -213,7 +213,13 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, GatewayErr
             .flatten()
             .and_then(|token| identify_keys.verify(token).ok());
         match user {
-            Some(claims) => ratelimit::Caller::User(claims.sub),
+            Some(claims) => {
+                let caller = ratelimit::Caller::User(claims.sub.clone());
+                // Checked once per request: the handler's extractor takes
+                // these claims instead of verifying the token again.
+                req.extensions_mut().insert(super::caller::Verified(claims));
+                caller
+            }
             None => ratelimit::peer_ip(req),
         }
     });
@@ -271,7 +277,11 @@ const HEARD_WITHIN: Duration = Duration::from_secs(5);
 /// every service; woken by each heartbeat it reads, never by polling.
 async fn every_service_heard(registry: &Registry, bound: Duration) -> bool {
     let mut observed = registry.observed();
-    let all_live = || ServiceName::ALL.into_iter().all(|s| !registry.live(s).is_empty());
+    let all_live = || {
+        ServiceName::ALL
+            .into_iter()
+            .all(|s| !registry.live(s).is_empty())
+    };
     tokio::time::timeout(bound, async {
         while !all_live() {
             if observed.changed().await.is_err() {

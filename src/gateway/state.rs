@@ -167,28 +167,23 @@ impl GatewayState {
         }
     }
 
-    /// `GET path` on the owner of `id` in `service`: its answer (status and
-    /// JSON), or `None` when the breaker is open or the call failed, so the
-    /// caller falls back to the read model.
+    /// `GET path` on the owner of `id` in `service`: its status and body
+    /// (JSON, passed on unparsed where the gateway needs nothing from it),
+    /// or `None` when the breaker is open or the call failed, so the caller
+    /// falls back to the read model.
     pub async fn read_from_service(
         &self,
         client: &awc::Client,
         service: ServiceName,
         id: Uuid,
         path: &str,
-    ) -> Option<(StatusCode, serde_json::Value)> {
+    ) -> Option<(StatusCode, actix_web::web::Bytes)> {
         let answer = self
             .downstream
             .call(client, service, Target::Owner(id), Method::GET, path, None)
             .await;
         match answer {
-            Ok(answer) => match serde_json::from_slice(&answer.body) {
-                Ok(json) => Some((answer.status, json)),
-                Err(err) => {
-                    tracing::warn!(service = service.name(), path, cause = %err, "unreadable answer");
-                    None
-                }
-            },
+            Ok(answer) => Some((answer.status, answer.body)),
             Err(err) => {
                 tracing::debug!(cause = %err, "reading from the read model instead");
                 None

@@ -148,6 +148,19 @@ pub fn pending_response(idempotency: &Idempotency, location: &str) -> HttpRespon
         }))
 }
 
+/// A service's answer passed on as it came: JSON when it succeeded, its
+/// problem otherwise.
+pub fn passthrough(status: StatusCode, body: actix_web::web::Bytes) -> HttpResponse {
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    HttpResponse::build(status)
+        .content_type(content_type)
+        .body(body)
+}
+
 /// Answers from the read model while the owning service is unavailable.
 pub struct Stale;
 

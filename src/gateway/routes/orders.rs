@@ -251,7 +251,7 @@ async fn order_of(
     id: Uuid,
     position: Option<Position>,
 ) -> Result<(Uuid, serde_json::Value, bool), Problem> {
-    if let Some((status, json)) = state
+    if let Some((status, body)) = state
         .read_from_service(&client.0, ServiceName::Orders, id, &format!("/orders/{id}"))
         .await
     {
@@ -259,6 +259,13 @@ async fn order_of(
             return Err(Problem::not_found(format!("no order {id}")));
         }
         if status.is_success() {
+            let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "service_failed",
+                    format!("the orders service answered an unreadable order: {e}"),
+                )
+            })?;
             let owner = json
                 .get("user_id")
                 .and_then(|v| v.as_str())

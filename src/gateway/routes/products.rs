@@ -1,6 +1,8 @@
 //! Products: list and read for everyone; add and restock for admins.
 
-use super::{accepted_response, model_problem, page_limit, pending_response, Client, Stale};
+use super::{
+    accepted_response, model_problem, page_limit, passthrough, pending_response, Client, Stale,
+};
 use crate::gateway::answers::Accepted;
 use crate::gateway::caller::Caller;
 use crate::gateway::state::{min_position, GatewayState, Idempotency, Sent};
@@ -95,7 +97,7 @@ pub async fn get(
 ) -> Result<HttpResponse, Problem> {
     let id = parse_id("product", &path)?;
     let position = min_position(&req, query.min_position.as_deref())?;
-    if let Some((status, json)) = state
+    if let Some((status, body)) = state
         .read_from_service(
             &client.0,
             ServiceName::Inventory,
@@ -104,7 +106,7 @@ pub async fn get(
         )
         .await
     {
-        return Ok(HttpResponse::build(status).json(json));
+        return Ok(passthrough(status, body));
     }
     state.reach(position).await?;
     match state.model.product(id).map_err(model_problem)? {

@@ -1,6 +1,6 @@
 //! Accounts: register, log in, read your account, deposit.
 
-use super::{accepted_response, model_problem, pending_response, Client, Stale};
+use super::{accepted_response, model_problem, passthrough, pending_response, Client, Stale};
 use crate::gateway::answers::Accepted;
 use crate::gateway::caller::Caller;
 use crate::gateway::downstream::Target;
@@ -205,11 +205,11 @@ pub async fn me(
 ) -> Result<HttpResponse, Problem> {
     let position = min_position(&req, query.min_position.as_deref())?;
     let id = caller.user_id;
-    if let Some((status, json)) = state
+    if let Some((status, body)) = state
         .read_from_service(&client.0, ServiceName::Users, id, &format!("/users/{id}"))
         .await
     {
-        return Ok(HttpResponse::build(status).json(json));
+        return Ok(passthrough(status, body));
     }
     state.reach(position).await?;
     match state.model.user(id).map_err(model_problem)? {
