@@ -25,6 +25,7 @@
 mod apply;
 pub mod error;
 mod keys;
+mod pages;
 pub mod projector;
 pub mod rebuild;
 pub mod record;

@@ -15,13 +15,12 @@
 //! projection resumes from always matches the rows.
 
 use super::error::ReadModelError;
-use super::keys::{self, hex, parse_cursor, USER_ORDER_ENTRY};
+use super::keys::{self, hex};
 use super::rows::{OrderRow, ProductRow, UserRow};
 use ordersaga_events::StreamId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,83 +215,6 @@ impl ReadModel {
             Some(bytes) => keys::read_u64(&bytes)
                 .ok_or_else(|| self.corrupt(format!("streams/{stream}"), "not 8 bytes")),
         }
-    }
-
-    /// Products in id order, `limit` at most, after `cursor` (the `next` of
-    /// the previous page).
-    pub fn products_page(
-        &self,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<ProductRow>, ReadModelError> {
-        let tree = &self.inner.trees.products;
-        let range = match cursor {
-            Some(text) => tree.range((Bound::Excluded(parse_cursor(text, 16)?), Bound::Unbounded)),
-            None => tree.range::<&[u8], _>(..),
-        };
-        let mut items = Vec::with_capacity(limit.min(1024));
-        let mut more = false;
-        let mut last = Vec::new();
-        for entry in range {
-            let (key, bytes) = entry.map_err(|e| self.storage(e))?;
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            let row: ProductRow = serde_json::from_slice(&bytes)
-                .map_err(|e| self.corrupt(format!("products/{}", hex(&key)), e))?;
-            items.push(row);
-            last = key.to_vec();
-        }
-        let next = (more && !items.is_empty()).then(|| hex(&last));
-        Ok(Page { items, next })
-    }
-
-    /// `user`'s orders, newest first, `limit` at most, after `cursor`.
-    pub fn user_orders_page(
-        &self,
-        user: Uuid,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<OrderRow>, ReadModelError> {
-        let prefix = user.as_bytes().to_vec();
-        let start = match cursor {
-            Some(text) => {
-                let mut key = prefix.clone();
-                key.extend(parse_cursor(text, USER_ORDER_ENTRY)?);
-                Bound::Excluded(key)
-            }
-            None => Bound::Included(prefix.clone()),
-        };
-        let mut end = prefix.clone();
-        end.extend([0xff; USER_ORDER_ENTRY]);
-        let mut items = Vec::with_capacity(limit.min(1024));
-        let mut more = false;
-        let mut last = Vec::new();
-        for entry in self
-            .inner
-            .trees
-            .user_orders
-            .range((start, Bound::Included(end)))
-        {
-            let (key, _) = entry.map_err(|e| self.storage(e))?;
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            let order = key
-                .get(16 + 8..)
-                .and_then(|id| Uuid::from_slice(id).ok())
-                .ok_or_else(|| self.corrupt(format!("user_orders/{}", hex(&key)), "not a key"))?;
-            // The index and the row are written in one transaction.
-            let row = self
-                .order(order)?
-                .ok_or_else(|| self.corrupt(format!("orders/{order}"), "listed but missing"))?;
-            items.push(row);
-            last = key[16..].to_vec();
-        }
-        let next = (more && !items.is_empty()).then(|| hex(&last));
-        Ok(Page { items, next })
     }
 
     /// The next offset to read, per (physical topic, partition).

@@ -337,9 +337,11 @@ pub async fn mine(
     state.reach(position).await?;
     let page = state
         .model
-        .user_orders_page(caller.user_id, query.cursor.as_deref(), limit)
+        .user_orders_json(caller.user_id, query.cursor.as_deref(), limit)
         .map_err(model_problem)?;
-    Ok(HttpResponse::Ok().json(page))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(page))
 }
 
 /// `POST /orders/{id}/cancel`: cancels one of your orders. A confirmed

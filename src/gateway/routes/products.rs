@@ -75,9 +75,11 @@ pub async fn list(
         .await?;
     let page = state
         .model
-        .products_page(query.cursor.as_deref(), limit)
+        .products_json(query.cursor.as_deref(), limit)
         .map_err(model_problem)?;
-    Ok(HttpResponse::Ok().json(page))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(page))
 }
 
 /// `GET /products/{id}`: a product's price and stock, from the inventory
