@@ -2,7 +2,7 @@
 # The project's test command.
 #
 # 1. Every test in the workspace; the Kafka tests run on the embedded broker.
-# 2. The Kafka, saga, gateway, HTTP and heartbeat tests again against a real Kafka-protocol broker: Tansu, built
+# 2. The Kafka, saga, gateway, operator-tool, HTTP and heartbeat tests again against a real Kafka-protocol broker: Tansu, built
 #    from crates.io on first use (about 10 minutes) and started on loopback.
 #    On each broker, the Python contract test (tests/python/run.sh: a Python
 #    client, confluent-kafka from PyPI in target/python-venv, against `ordersaga run`).
@@ -31,7 +31,7 @@ scripts/kafka-broker.sh start
 trap 'scripts/kafka-broker.sh stop' EXIT
 
 kafka_tests=()
-for f in tests/kafka_*.rs tests/saga_*.rs tests/gateway_*.rs tests/no_secrets.rs tests/http_queries.rs tests/heartbeats.rs; do
+for f in tests/kafka_*.rs tests/saga_*.rs tests/gateway_*.rs tests/ops_*.rs tests/no_secrets.rs tests/http_queries.rs tests/heartbeats.rs; do
   kafka_tests+=(--test "$(basename "$f" .rs)")
 done
 echo "== Kafka and saga tests against Tansu on 127.0.0.1:$ORDERSAGA_BROKER_PORT"

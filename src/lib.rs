@@ -38,6 +38,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod node;
+pub mod ops;
 pub mod registry;
 pub mod saga;
 pub mod verify;

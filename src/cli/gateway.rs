@@ -92,10 +92,12 @@ impl GatewayArgs {
                 Ok(key) => {
                     TokenKeys::new(key.as_bytes(), KEY_VARIABLE, &self.jwt_issuer, lifetime)?
                 }
-                Err(_) => return Err(format!(
+                Err(_) => {
+                    return Err(format!(
                     "the gateway needs a token signing key: --jwt-key-file PATH or {KEY_VARIABLE}"
                 )
-                .into()),
+                    .into())
+                }
             },
         };
         let mut options = GatewayOptions::new(kafka, http, data, keys);

@@ -3,12 +3,20 @@
 mod bench;
 mod bench_http;
 mod common;
+mod deadletters;
+mod export;
 mod gateway;
+mod history;
+mod import;
 mod journal_load;
+mod replay;
+mod republish;
+mod restore;
 mod run;
 mod sagas;
 mod serve;
 mod services;
+mod tail;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +50,24 @@ pub enum Command {
     Sagas(sagas::SagasArgs),
     /// List the live service instances, from their heartbeats.
     Services(services::ServicesArgs),
+    /// Rebuild aggregates from their events (optionally as of a sequence or
+    /// a time) and print their state; --check compares with the snapshot
+    /// and the live recovery path.
+    Replay(replay::ReplayArgs),
+    /// A stream's events in order; for an order, its saga interleaved.
+    History(history::HistoryArgs),
+    /// Decode and print the records of any topic of the system.
+    Tail(tail::TailArgs),
+    /// Write a service's events as JSON lines (or bincode).
+    Export(export::ExportArgs),
+    /// Load an export into an empty store, checking sequences and ids.
+    Import(import::ImportArgs),
+    /// Publish a store's events to its events topic again, same event ids.
+    Republish(republish::RepublishArgs),
+    /// Rebuild a service's store from its events topic.
+    Restore(restore::RestoreArgs),
+    /// Inspect the dead-letter topic and send fixed records back.
+    Deadletters(deadletters::DeadlettersArgs),
     /// Check the stores' integrity and the invariants across services.
     Verify(verify::VerifyArgs),
     /// Drive N orders through the whole saga at a chosen concurrency and
@@ -63,6 +89,14 @@ impl Command {
             Command::Gateway(args) => gateway::run(args),
             Command::Sagas(args) => sagas::run(args),
             Command::Services(args) => services::run(args),
+            Command::Replay(args) => replay::run(args),
+            Command::History(args) => history::run(args),
+            Command::Tail(args) => tail::run(args),
+            Command::Export(args) => export::run(args),
+            Command::Import(args) => import::run(args),
+            Command::Republish(args) => republish::run(args),
+            Command::Restore(args) => restore::run(args),
+            Command::Deadletters(args) => deadletters::run(args),
             Command::Verify(args) => verify::run(args),
             Command::Bench(args) => bench::run(args),
             Command::Version => {

@@ -30,6 +30,7 @@
 mod archive;
 mod error;
 mod head;
+mod import;
 mod keys;
 mod lists;
 mod open;
@@ -40,6 +41,7 @@ mod secrets;
 mod writer;
 
 pub use error::JournalError;
+pub use import::{index_imported, Import, ImportError, Seen};
 pub use lists::list_key;
 pub use quarantine::{CorruptRecord, OutboxBatch};
 pub use records::{
