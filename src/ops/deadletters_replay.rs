@@ -266,4 +266,3 @@ pub async fn replay(
         None => Ok(done),
     }
 }
-

@@ -16,6 +16,10 @@
 //! `--check` compares, so a difference it reports can be read in the
 //! printed states.
 //!
+//! All of a service's aggregates are replayed on several threads (streams
+//! are independent) and handed out in stream order, so the output does not
+//! depend on the number of threads.
+//!
 //! Streams are read from a stopped store: a running service holds its
 //! store's lock, and opening it then fails with that said.
 
@@ -50,6 +54,10 @@ pub enum ReplayError {
     /// The request does not fit the store (a stream of another service).
     #[error("{0}")]
     Usage(String),
+    /// A running service, or another tool, holds the store: stop it and
+    /// try again.
+    #[error("{0}")]
+    Busy(String),
     /// `--check` found differences (each one reported as it was found).
     #[error("replay --check found {0} differences")]
     Differences(u64),
@@ -170,7 +178,7 @@ pub fn open_store(data: &Path, service: Service) -> Result<Journal, ReplayError>
     };
     Journal::open(config).map_err(|err| {
         if err.to_string().contains("in use by another process") {
-            ReplayError::Usage(format!(
+            ReplayError::Busy(format!(
                 "{err} (a running {} service, or another tool, holds the store: stop it first)",
                 service.name()
             ))
