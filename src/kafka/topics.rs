@@ -31,13 +31,6 @@ pub fn all_topics() -> Vec<String> {
     all
 }
 
-/// Whether the physical topic `name` is a service's events topic.
-pub fn is_changelog(name: &str) -> bool {
-    Service::ALL
-        .into_iter()
-        .any(|s| name == s.events_topic() || name.ends_with(&format!(".{}", s.events_topic())))
-}
-
 /// Creates the logical topics `names` (namespaced by the config) with the
 /// configured partitions and replication, skipping those that exist.
 pub async fn ensure_topics(config: &KafkaConfig, names: &[String]) -> Result<(), TransportError> {
@@ -52,22 +45,11 @@ pub async fn ensure_topics(config: &KafkaConfig, names: &[String]) -> Result<(),
     let new: Vec<NewTopic<'_>> = physical
         .iter()
         .map(|name| {
-            let topic = NewTopic::new(
+            NewTopic::new(
                 name,
                 config.partitions,
                 TopicReplication::Fixed(config.replication),
-            );
-            if is_changelog(name) {
-                // The events topics are the changelog `restore` rebuilds a
-                // store from: keep every record forever, and never compact
-                // (compaction would keep only each aggregate's last event).
-                topic
-                    .set("retention.ms", "-1")
-                    .set("retention.bytes", "-1")
-                    .set("cleanup.policy", "delete")
-            } else {
-                topic
-            }
+            )
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(clients::CONNECT_TIMEOUT));
@@ -83,18 +65,4 @@ pub async fn ensure_topics(config: &KafkaConfig, names: &[String]) -> Result<(),
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_changelog;
-
-    #[test]
-    fn only_the_events_topics_are_changelogs() {
-        assert!(is_changelog("users.events"));
-        assert!(is_changelog("prod.orders.events"));
-        assert!(!is_changelog("users.commands"));
-        assert!(!is_changelog("gateway.replies"));
-        assert!(!is_changelog("services.heartbeats"));
-    }
 }
