@@ -14,3 +14,4 @@ pub mod republish;
 pub mod restore;
 pub mod tail;
 pub mod tail_decode;
+pub mod tail_print;
