@@ -75,6 +75,21 @@ pub enum BenchMode {
 /// services have stopped, which the order of drops in [`run`] guarantees).
 pub(super) struct TempData(pub(super) PathBuf);
 
+impl TempData {
+    /// The directory `given`, or else a fresh `PREFIX-…` one under the
+    /// system's temporary directory, removed when the guard drops.
+    pub(super) fn unless_given(given: Option<&PathBuf>, prefix: &str) -> (PathBuf, Option<Self>) {
+        match given {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let dir = std::env::temp_dir()
+                    .join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+                (dir.clone(), Some(TempData(dir)))
+            }
+        }
+    }
+}
+
 impl Drop for TempData {
     fn drop(&mut self) {
         if let Err(err) = std::fs::remove_dir_all(&self.0) {
@@ -116,14 +131,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         progress: !args.json && std::io::stderr().is_terminal(),
     };
     config.validate()?;
-    let (data, _temp) = match &args.data {
-        Some(dir) => (dir.clone(), None),
-        None => {
-            let dir = std::env::temp_dir()
-                .join(format!("ordersaga-bench-{}", uuid::Uuid::new_v4().simple()));
-            (dir.clone(), Some(TempData(dir)))
-        }
-    };
+    let (data, _temp) = TempData::unless_given(args.data.as_ref(), "ordersaga-bench");
 
     let report = actix_rt::System::new().block_on(async {
         // The embedded broker lives exactly as long as this block.

@@ -87,16 +87,7 @@ pub fn run(args: BenchHttpArgs) -> Result<(), CliError> {
         progress: !args.json && std::io::stderr().is_terminal(),
     };
     config.validate()?;
-    let (data, _temp) = match &args.data {
-        Some(dir) => (dir.clone(), None),
-        None => {
-            let dir = std::env::temp_dir().join(format!(
-                "ordersaga-bench-http-{}",
-                uuid::Uuid::new_v4().simple()
-            ));
-            (dir.clone(), Some(TempData(dir)))
-        }
-    };
+    let (data, _temp) = TempData::unless_given(args.data.as_ref(), "ordersaga-bench-http");
 
     let report = actix_rt::System::new().block_on(async {
         // The embedded broker lives exactly as long as this block.

@@ -200,7 +200,6 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, GatewayErr
         limiter: limiter.clone(),
         admins: Arc::new(admins),
         limits: options.limits.clone(),
-        instance_id: options.instance_id.clone(),
     };
     let keys = options.keys.clone();
     let identify_keys = keys.clone();

@@ -64,8 +64,6 @@ pub struct GatewayState {
     pub admins: Arc<HashSet<Uuid>>,
     /// Timeouts and bounds.
     pub limits: Limits,
-    /// The gateway's instance id.
-    pub instance_id: String,
 }
 
 /// How a command ended for the client.

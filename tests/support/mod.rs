@@ -6,6 +6,7 @@
 //! works in its own namespace, so tests never see each other's topics.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod gateway;
 pub mod http;
 pub mod shop;

@@ -6,11 +6,12 @@ pub mod system;
 pub mod users;
 
 use super::answers::{Accepted, Position, IDEMPOTENCY_HEADER, POSITION_HEADER, STALE_HEADER};
-use super::readmodel::ReadModelError;
-use super::state::Idempotency;
+use super::readmodel::{ReadModel, ReadModelError};
+use super::state::{GatewayState, Idempotency, Sent};
 use crate::http::problem::Problem;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use ordersaga_events::topics::Service as ServiceName;
 use serde::Serialize;
 
 /// The HTTP client of one server worker (awc's client is not `Send`, so
@@ -159,6 +160,69 @@ pub fn passthrough(status: StatusCode, body: actix_web::web::Bytes) -> HttpRespo
     HttpResponse::build(status)
         .content_type(content_type)
         .body(body)
+}
+
+/// The query of single reads: read-your-writes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    /// `kind:uuid:sequence` from a command's answer.
+    pub min_position: Option<String>,
+}
+
+/// The query of the lists.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<usize>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+    /// `kind:uuid:sequence` from a command's answer: wait until it shows.
+    pub min_position: Option<String>,
+}
+
+/// A single read of the `what` `id`: `GET path` on the service that owns
+/// it, passed on as it answers; while that service cannot be asked, the
+/// read model's row (`row`), marked stale, once it holds `position`.
+#[allow(clippy::too_many_arguments)]
+pub async fn read_one<T: Serialize>(
+    state: &GatewayState,
+    client: &Client,
+    service: ServiceName,
+    what: &str,
+    id: uuid::Uuid,
+    path: &str,
+    position: Option<Position>,
+    row: impl FnOnce(&ReadModel) -> Result<Option<T>, ReadModelError>,
+) -> Result<HttpResponse, Problem> {
+    if let Some((status, body)) = state.read_from_service(&client.0, service, id, path).await {
+        return Ok(passthrough(status, body));
+    }
+    state.reach(position).await?;
+    match row(&state.model).map_err(model_problem)? {
+        Some(row) => Ok(Stale::json(&row)),
+        None => Err(Problem::not_found(format!("no {what} {id}"))),
+    }
+}
+
+/// The answer to a sent command: [`accepted_response`] (with `location`
+/// when the command created something there) once applied, or
+/// [`pending_response`] pointing at `look_at` when no reply came in time.
+pub fn answer(
+    sent: Sent,
+    status: StatusCode,
+    idempotency: &Idempotency,
+    location: Option<&str>,
+    look_at: &str,
+    extra: serde_json::Value,
+) -> HttpResponse {
+    match sent {
+        Sent::Applied(position) => {
+            accepted_response(status, idempotency, position, location, extra)
+        }
+        Sent::Pending => pending_response(idempotency, look_at),
+    }
 }
 
 /// Answers from the read model while the owning service is unavailable.

@@ -1,6 +1,9 @@
 //! Orders: place (optionally waiting for the outcome), read, list, cancel.
 
-use super::{accepted_response, model_problem, page_limit, pending_response, Client, Stale};
+use super::{
+    accepted_response, answer, model_problem, page_limit, pending_response, Client, ListQuery,
+    ReadQuery, Stale,
+};
 use crate::gateway::answers::{Accepted, Position};
 use crate::gateway::caller::Caller;
 use crate::gateway::state::{min_position, GatewayState, Idempotency, Sent};
@@ -48,26 +51,6 @@ pub struct Cancel {
 pub struct PlaceQuery {
     /// Wait up to this long for the outcome (`5s`, `500ms`, `2`).
     pub wait: Option<String>,
-}
-
-/// `GET /users/me/orders` query.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    /// Page size, 1 to 100 (default 20).
-    pub limit: Option<usize>,
-    /// The `next` of the previous page.
-    pub cursor: Option<String>,
-    /// `kind:uuid:sequence` from a command's answer: wait until it shows.
-    pub min_position: Option<String>,
-}
-
-/// `GET /orders/{id}` query.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadQuery {
-    /// `kind:uuid:sequence` from a command's answer.
-    pub min_position: Option<String>,
 }
 
 /// Parses `5s`, `500ms`, `2` (seconds) into a duration.
@@ -380,24 +363,22 @@ pub async fn cancel(
         reason: reason.unwrap_or_else(|| "cancelled_by_user".to_string()),
     };
     let location = format!("/orders/{id}");
-    match state
+    let sent = state
         .command(
             ServiceName::Orders,
             id,
             idempotency.command_id(&format!("cancel:{id}")),
             command,
         )
-        .await?
-    {
-        Sent::Applied(position) => Ok(accepted_response(
-            StatusCode::OK,
-            &idempotency,
-            position,
-            Some(&location),
-            serde_json::json!({"order_id": id, "status": "cancelled"}),
-        )),
-        Sent::Pending => Ok(pending_response(&idempotency, &location)),
-    }
+        .await?;
+    Ok(answer(
+        sent,
+        StatusCode::OK,
+        &idempotency,
+        Some(&location),
+        &location,
+        serde_json::json!({"order_id": id, "status": "cancelled"}),
+    ))
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! Products: list and read for everyone; add and restock for admins.
 
-use super::{
-    accepted_response, model_problem, page_limit, passthrough, pending_response, Client, Stale,
-};
+use super::{answer, model_problem, page_limit, read_one, Client, ListQuery, ReadQuery};
 use crate::gateway::answers::Accepted;
 use crate::gateway::caller::Caller;
-use crate::gateway::state::{min_position, GatewayState, Idempotency, Sent};
+use crate::gateway::readmodel::ReadModel;
+use crate::gateway::state::{min_position, GatewayState, Idempotency};
 use crate::http::ids::parse_id;
 use crate::http::problem::Problem;
 use actix_web::http::StatusCode;
@@ -36,26 +35,6 @@ pub struct NewProduct {
 pub struct Restock {
     /// Units, more than zero.
     pub quantity: u64,
-}
-
-/// `GET /products` query.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    /// Page size, 1 to 100 (default 20).
-    pub limit: Option<usize>,
-    /// The `next` of the previous page.
-    pub cursor: Option<String>,
-    /// `kind:uuid:sequence` from a command's answer: wait until it shows.
-    pub min_position: Option<String>,
-}
-
-/// `GET /products/{id}` query.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadQuery {
-    /// `kind:uuid:sequence` from a command's answer.
-    pub min_position: Option<String>,
 }
 
 /// `GET /products`: every product in id order, from the read model.
@@ -99,22 +78,19 @@ pub async fn get(
 ) -> Result<HttpResponse, Problem> {
     let id = parse_id("product", &path)?;
     let position = min_position(&req, query.min_position.as_deref())?;
-    if let Some((status, body)) = state
-        .read_from_service(
-            &client.0,
-            ServiceName::Inventory,
-            id,
-            &format!("/products/{id}"),
-        )
-        .await
-    {
-        return Ok(passthrough(status, body));
-    }
-    state.reach(position).await?;
-    match state.model.product(id).map_err(model_problem)? {
-        Some(row) => Ok(Stale::json(&row)),
-        None => Err(Problem::not_found(format!("no product {id}"))),
-    }
+    let path = format!("/products/{id}");
+    let row = |model: &ReadModel| model.product(id);
+    read_one(
+        &state,
+        &client,
+        ServiceName::Inventory,
+        "product",
+        id,
+        &path,
+        position,
+        row,
+    )
+    .await
 }
 
 /// `POST /products`: adds a product (admin only). 201 with `Location`.
@@ -157,24 +133,22 @@ pub async fn add(
         unit_price: Cents(unit_price),
         stock,
     };
-    match state
+    let sent = state
         .command(
             ServiceName::Inventory,
             id,
             idempotency.command_id("add_product"),
             command,
         )
-        .await?
-    {
-        Sent::Applied(position) => Ok(accepted_response(
-            StatusCode::CREATED,
-            &idempotency,
-            position,
-            Some(&location),
-            serde_json::json!({"product_id": id}),
-        )),
-        Sent::Pending => Ok(pending_response(&idempotency, &location)),
-    }
+        .await?;
+    Ok(answer(
+        sent,
+        StatusCode::CREATED,
+        &idempotency,
+        Some(&location),
+        &location,
+        serde_json::json!({"product_id": id}),
+    ))
 }
 
 /// `POST /products/{id}/restock`: adds units (admin only).
@@ -208,22 +182,20 @@ pub async fn restock(
         product_id: ProductId::from(id),
         quantity: body.quantity,
     };
-    match state
+    let sent = state
         .command(
             ServiceName::Inventory,
             id,
             idempotency.command_id(&format!("restock:{id}")),
             command,
         )
-        .await?
-    {
-        Sent::Applied(position) => Ok(accepted_response(
-            StatusCode::OK,
-            &idempotency,
-            position,
-            None,
-            serde_json::json!({"product_id": id, "quantity": body.quantity}),
-        )),
-        Sent::Pending => Ok(pending_response(&idempotency, &format!("/products/{id}"))),
-    }
+        .await?;
+    Ok(answer(
+        sent,
+        StatusCode::OK,
+        &idempotency,
+        None,
+        &format!("/products/{id}"),
+        serde_json::json!({"product_id": id, "quantity": body.quantity}),
+    ))
 }

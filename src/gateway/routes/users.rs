@@ -1,11 +1,12 @@
 //! Accounts: register, log in, read your account, deposit.
 
-use super::{accepted_response, model_problem, passthrough, pending_response, Client, Stale};
+use super::{answer, read_one, Client, ReadQuery};
 use crate::gateway::answers::Accepted;
 use crate::gateway::caller::Caller;
 use crate::gateway::downstream::Target;
 use crate::gateway::jwt::{TokenKeys, ADMIN};
-use crate::gateway::state::{downstream_problem, min_position, GatewayState, Idempotency, Sent};
+use crate::gateway::readmodel::ReadModel;
+use crate::gateway::state::{downstream_problem, min_position, GatewayState, Idempotency};
 use crate::http::ids::parse_id;
 use crate::http::problem::Problem;
 use actix_web::http::{Method, StatusCode};
@@ -96,24 +97,22 @@ pub async fn register(
         password: Password::new(password),
     };
     let location = "/users/me".to_string();
-    match state
+    let sent = state
         .command(
             ServiceName::Users,
             user_id.as_uuid(),
             idempotency.command_id("register"),
             command,
         )
-        .await?
-    {
-        Sent::Applied(position) => Ok(accepted_response(
-            StatusCode::CREATED,
-            &idempotency,
-            position,
-            Some(&location),
-            serde_json::json!({"user_id": user_id.as_uuid()}),
-        )),
-        Sent::Pending => Ok(pending_response(&idempotency, &location)),
-    }
+        .await?;
+    Ok(answer(
+        sent,
+        StatusCode::CREATED,
+        &idempotency,
+        Some(&location),
+        &location,
+        serde_json::json!({"user_id": user_id.as_uuid()}),
+    ))
 }
 
 /// `POST /auth/token`: email and password for a bearer token.
@@ -180,14 +179,6 @@ pub async fn token(
         }))
 }
 
-/// Query of single reads: read-your-writes.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadQuery {
-    /// `kind:uuid:sequence` from a command's answer.
-    pub min_position: Option<String>,
-}
-
 /// `GET /users/me`: your account, from the users service (or the read
 /// model, marked stale, while that service is unavailable).
 #[utoipa::path(get, path = "/users/me", tag = "users",
@@ -205,17 +196,19 @@ pub async fn me(
 ) -> Result<HttpResponse, Problem> {
     let position = min_position(&req, query.min_position.as_deref())?;
     let id = caller.user_id;
-    if let Some((status, body)) = state
-        .read_from_service(&client.0, ServiceName::Users, id, &format!("/users/{id}"))
-        .await
-    {
-        return Ok(passthrough(status, body));
-    }
-    state.reach(position).await?;
-    match state.model.user(id).map_err(model_problem)? {
-        Some(row) => Ok(Stale::json(&row)),
-        None => Err(Problem::not_found(format!("no user {id}"))),
-    }
+    let path = format!("/users/{id}");
+    let row = |model: &ReadModel| model.user(id);
+    read_one(
+        &state,
+        &client,
+        ServiceName::Users,
+        "user",
+        id,
+        &path,
+        position,
+        row,
+    )
+    .await
 }
 
 /// `POST /users/me/deposits`: adds money to your account.
@@ -245,22 +238,20 @@ pub async fn deposit(
         user_id,
         amount: Cents(body.amount),
     };
-    match state
+    let sent = state
         .command(
             ServiceName::Users,
             caller.user_id,
             idempotency.command_id("deposit"),
             command,
         )
-        .await?
-    {
-        Sent::Applied(position) => Ok(accepted_response(
-            StatusCode::OK,
-            &idempotency,
-            position,
-            None,
-            serde_json::json!({"user_id": caller.user_id, "amount": body.amount}),
-        )),
-        Sent::Pending => Ok(pending_response(&idempotency, "/users/me")),
-    }
+        .await?;
+    Ok(answer(
+        sent,
+        StatusCode::OK,
+        &idempotency,
+        None,
+        "/users/me",
+        serde_json::json!({"user_id": caller.user_id, "amount": body.amount}),
+    ))
 }
