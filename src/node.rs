@@ -16,7 +16,7 @@ use crate::kafka::relay::{self, RelayProgress};
 use crate::kafka::topics::{ensure_topics, topics_of};
 use crate::kafka::{KafkaConfig, TransportError};
 use crate::saga::clock::Clock;
-use crate::saga::{follower, operator, replies, timer};
+use crate::saga::{follower, local, operator, replies, timer};
 use ordersaga_actors::aggregates::{Order, Product, Saga, User};
 use ordersaga_actors::{Aggregate, Journal, JournalConfig, Service, ServiceConfig};
 use ordersaga_events::saga::SagaPolicy;
@@ -469,6 +469,17 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
             base.journal.clone(),
             sagas.clone(),
             options.saga,
+            options.saga_clock.clone(),
+            stopped,
+        )),
+    });
+    let (stop, stopped) = watch::channel(false);
+    feeders.push(Task {
+        stop,
+        handle: actix::spawn(local::run(
+            base.journal.clone(),
+            orders.clone(),
+            sagas.clone(),
             options.saga_clock.clone(),
             stopped,
         )),

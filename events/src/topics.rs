@@ -68,6 +68,25 @@ pub const DEADLETTER: &str = "ordersaga.deadletter";
 /// Live service instances.
 pub const HEARTBEATS: &str = "services.heartbeats";
 
+/// Marks an outbox row that is delivered inside its own service instead of
+/// being published: a command for an aggregate of the service that decided
+/// it (the saga's price, confirm and cancel of its own order). The row keeps
+/// the topic it would have had after this prefix. A colon is not allowed in
+/// a Kafka topic name, so such a row can never be published by mistake.
+pub const LOCAL_PREFIX: &str = "local:";
+
+/// The outbox topic of a command delivered in process that would otherwise
+/// go to `topic`.
+pub fn local(topic: &str) -> String {
+    format!("{LOCAL_PREFIX}{topic}")
+}
+
+/// The topic a row delivered in process stands for, or `None` for a row to
+/// publish.
+pub fn local_of(topic: &str) -> Option<&str> {
+    topic.strip_prefix(LOCAL_PREFIX)
+}
+
 /// The topic that replies to the commands an aggregate of `kind` sends go
 /// to. Only the order saga sends commands.
 pub const fn replies_topic(kind: crate::StreamKind) -> Option<&'static str> {

@@ -16,7 +16,7 @@ use super::deadletter::{self, Origin};
 use super::KafkaConfig;
 use ordersaga_actors::journal::{CorruptRecord, OutboxRecord};
 use ordersaga_actors::Journal;
-use ordersaga_events::topics::header;
+use ordersaga_events::topics::{header, local_of};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -71,12 +71,12 @@ pub async fn run(
         if deadline.is_none() && *stop.borrow() {
             deadline = Some(tokio::time::Instant::now() + grace);
         }
-        let pending = match journal.outbox_batch(0, ROUND) {
-            Ok(batch) => {
-                for bad in batch.corrupt {
+        let pending = match next_round(&journal) {
+            Ok((records, corrupt)) => {
+                for bad in corrupt {
                     quarantine(&journal, service, bad).await;
                 }
-                batch.records
+                records
             }
             Err(err) => {
                 tracing::error!(service, store = %journal.path().display(), cause = %err, "cannot read the outbox");
@@ -139,6 +139,45 @@ pub async fn run(
     if let Err(err) = journal.flush() {
         tracing::error!(service, cause = %err, "flushing the outbox deletions");
     }
+}
+
+/// The next round's records to publish, in outbox order, with the unreadable
+/// rows met on the way. Rows delivered in process (a local topic, see
+/// `crate::saga::local`) are passed over: they are not for Kafka, and a
+/// backlog of them must not hold up the records behind them.
+#[allow(clippy::type_complexity)]
+fn next_round(
+    journal: &Journal,
+) -> Result<(Vec<(u64, OutboxRecord)>, Vec<CorruptRecord>), ordersaga_actors::JournalError> {
+    let mut records = Vec::new();
+    let mut corrupt = Vec::new();
+    let mut from = 0;
+    loop {
+        let batch = journal.outbox_batch(from, ROUND)?;
+        let Some(last) = batch
+            .records
+            .last()
+            .map(|(position, _)| *position)
+            .into_iter()
+            .chain(batch.corrupt.iter().map(|bad| bad.position))
+            .max()
+        else {
+            break;
+        };
+        let full = batch.records.len() + batch.corrupt.len() >= ROUND;
+        corrupt.extend(batch.corrupt);
+        records.extend(
+            batch
+                .records
+                .into_iter()
+                .filter(|(_, record)| local_of(&record.topic).is_none()),
+        );
+        if !full || records.len() >= ROUND / 2 || !corrupt.is_empty() {
+            break;
+        }
+        from = last + 1;
+    }
+    Ok((records, corrupt))
 }
 
 /// The dead-letter code of an outbox row that could not be read.

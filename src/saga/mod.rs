@@ -7,6 +7,8 @@
 //! - [`follower`]: tails the orders store and starts a saga for every placed
 //!   order (and tells it about cancellations);
 //! - [`replies`]: turns replies on `orders.saga.replies` into saga input;
+//! - [`local`]: delivers the saga's commands to its own order in process,
+//!   with no Kafka round trip;
 //! - [`operator`]: admits only operator commands (`Retry`) from
 //!   `orders.saga.commands`;
 //! - [`timer`]: ticks the sagas that are due, read from the store's
@@ -17,6 +19,7 @@
 
 pub mod clock;
 pub mod follower;
+pub mod local;
 pub mod operator;
 pub mod replies;
 pub mod timer;

@@ -24,8 +24,16 @@ pub fn decode_reply(
     now: DateTime<Utc>,
 ) -> Result<(CommandEnvelope<SagaCommand>, Format), Refusal> {
     let (reply, format): (Reply, Format) = decode_record(message)?;
+    Ok((reply_input(reply, now), format))
+}
+
+/// The saga input that delivers `reply` at `now`. Its id is derived from the
+/// replied command's id, so the same reply, however it arrives (through the
+/// reply topic or in process, see [`super::local`]) and however often,
+/// reaches the saga once.
+pub fn reply_input(reply: Reply, now: DateTime<Utc>) -> CommandEnvelope<SagaCommand> {
     let saga_id = SagaId::from_uuid(reply.correlation_id.as_uuid());
-    let envelope = CommandEnvelope {
+    CommandEnvelope {
         command_id: CommandId::derived(reply.command_id.as_uuid(), "saga-reply"),
         correlation_id: reply.correlation_id,
         reply_to: None,
@@ -35,6 +43,5 @@ pub fn decode_reply(
             reply,
             now,
         },
-    };
-    Ok((envelope, format))
+    }
 }

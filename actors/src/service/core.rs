@@ -342,8 +342,15 @@ impl<A: Aggregate> EntityCore<A> {
                     }
                     let reply_to = replies_topic(A::KIND);
                     for outgoing in A::commands(&self.state, &after, &events) {
-                        let record =
+                        let mut record =
                             outbox_record(&outgoing, reply_to, now).map_err(encode_error)?;
+                        // A command for an aggregate of this same service (the
+                        // saga's to its order) lives in this store: it is
+                        // delivered in process, with the same id and
+                        // durability, and never makes a Kafka round trip.
+                        if outgoing.command.service() == A::SERVICE {
+                            record.topic = ordersaga_events::topics::local(&record.topic);
+                        }
                         batch.outbox.push(record);
                     }
                     if A::WAKES && after.wake_at() != self.state.wake_at() {
