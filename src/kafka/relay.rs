@@ -21,6 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use std::time::Duration;
+use std::collections::VecDeque;
 use tokio::sync::watch;
 
 /// Most records read from the outbox and sent in one round.
@@ -63,95 +64,312 @@ pub async fn run(
     grace: Duration,
     progress: watch::Sender<RelayProgress>,
 ) {
-    let mut producer = producer;
-    let mut wake = journal.outbox_watch();
+    let mut relay = Relay {
+        journal,
+        kafka,
+        service,
+        producer,
+        sent: VecDeque::new(),
+        acked: Vec::new(),
+        next: 0,
+        counted: RelayProgress::default(),
+    };
+    let mut wake = relay.journal.outbox_watch();
     let mut backoff = Duration::from_millis(50);
     let mut deadline: Option<tokio::time::Instant> = None;
+    // Whether the outbox may hold rows not sent yet: at start, after a
+    // wake-up, and after a failure sent the relay back.
+    let mut dirty = true;
     loop {
         if deadline.is_none() && *stop.borrow() {
             deadline = Some(tokio::time::Instant::now() + grace);
         }
-        let pending = match next_round(&journal) {
-            Ok((records, corrupt)) => {
-                for bad in corrupt {
-                    quarantine(&journal, service, bad).await;
-                }
-                records
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            break;
+        }
+        let mut failed = false;
+        if dirty && relay.sent.len() < MAX_IN_FLIGHT {
+            dirty = false;
+            match relay.send_new().await {
+                Sent::All => {}
+                Sent::QueueFull => dirty = true,
+                Sent::Failed => failed = true,
             }
-            Err(err) => {
-                tracing::error!(service, store = %journal.path().display(), cause = %err, "cannot read the outbox");
-                Vec::new()
+        }
+        if !failed && relay.sent.is_empty() {
+            relay.remove_acked(&progress);
+            if dirty {
+                continue;
             }
-        };
-        if pending.is_empty() {
             if deadline.is_some() {
+                // Stopping, and nothing is left to publish.
                 break;
             }
             tokio::select! {
-                _ = wake.changed() => {}
+                _ = wake.changed() => dirty = true,
                 _ = stop.changed() => {}
                 // A safety net: a missed wake-up costs at most this much.
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => dirty = true,
             }
             continue;
         }
-        let mut stopping = Stopping {
-            stop: &mut stop,
-            grace,
-            deadline: &mut deadline,
-        };
-        let round = publish_round(
-            &journal,
-            &producer,
-            &kafka,
-            service,
-            &pending,
-            &mut stopping,
-        )
-        .await;
-        progress.send_modify(|p| {
-            p.published += round.published;
-            p.deadlettered += round.deadlettered;
-            p.producers_rebuilt += u64::from(round.fatal);
-        });
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            let left = journal.outbox_len();
-            if left > 0 {
-                tracing::warn!(service, left, "stopping with records still in the outbox; they are published on the next start");
+        if !failed {
+            // Await the oldest delivery; meanwhile, send what becomes durable.
+            let stop_at = deadline.unwrap_or_else(far_future);
+            let front = relay.sent.front_mut().expect("a record in flight");
+            tokio::select! {
+                outcome = &mut front.delivery => {
+                    failed = !relay.acknowledged(outcome).await;
+                    if relay.acked.len() >= REMOVE_EVERY || relay.sent.is_empty() {
+                        relay.remove_acked(&progress);
+                    }
+                    if !failed {
+                        backoff = Duration::from_millis(50);
+                    }
+                }
+                _ = wake.changed(), if !dirty => dirty = true,
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep_until(stop_at) => {}
             }
-            break;
         }
-        if round.fatal {
-            producer = rebuild(&make_producer, service, &mut stop)
-                .await
-                .unwrap_or(producer);
-        }
-        if round.failed {
+        if failed {
+            relay.remove_acked(&progress);
+            let rebuilt = relay.recover(&make_producer, &mut stop, deadline).await;
+            progress.send_modify(|p| p.producers_rebuilt += u64::from(rebuilt));
+            dirty = true;
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.changed() => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
-        } else {
-            backoff = Duration::from_millis(50);
         }
     }
-    if let Err(err) = journal.flush() {
+    relay.remove_acked(&progress);
+    let left = relay.journal.outbox_len();
+    if left > 0 {
+        tracing::warn!(service, left, "stopping with records still in the outbox; they are published on the next start");
+    }
+    if let Err(err) = relay.journal.flush() {
         tracing::error!(service, cause = %err, "flushing the outbox deletions");
     }
 }
 
-/// The next round's records to publish, in outbox order, with the unreadable
-/// rows met on the way. Rows delivered in process (a local topic, see
+/// A deadline that never comes, for a `select!` arm that is not armed yet.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// Most records sent and not yet acknowledged. librdkafka batches them; the
+/// bound keeps memory (each holds its row) and a stop's drain in check.
+const MAX_IN_FLIGHT: usize = 20_000;
+/// Acknowledged rows are deleted in groups of this many (and whenever
+/// nothing is in flight).
+const REMOVE_EVERY: usize = 256;
+
+/// A record handed to the producer, awaiting the broker's acknowledgement.
+struct InFlight {
+    position: u64,
+    record: OutboxRecord,
+    delivery: DeliveryFuture,
+}
+
+/// How sending the new rows went.
+enum Sent {
+    /// Every durable row so far was handed to the producer.
+    All,
+    /// The producer's queue is full: the rest waits for acknowledgements.
+    QueueFull,
+    /// The producer refused a row: go back and try again.
+    Failed,
+}
+
+/// The relay's state: the producer, what it has sent (in outbox order, the
+/// oldest first) and what the broker has acknowledged.
+///
+/// Records are sent as soon as their append is durable, without waiting for
+/// the acknowledgements of those before them (the idempotent producer keeps
+/// them in order per partition). Rows are deleted only as an unbroken prefix
+/// of acknowledged records: after a failure, the relay waits for what is in
+/// flight and starts again from the first record not acknowledged, so a
+/// failed record is never overtaken for good by a later one for the same key.
+struct Relay {
+    journal: Journal,
+    kafka: KafkaConfig,
+    service: &'static str,
+    producer: FutureProducer,
+    sent: VecDeque<InFlight>,
+    /// Acknowledged rows, not deleted yet.
+    acked: Vec<u64>,
+    /// The first outbox position not sent yet.
+    next: u64,
+    /// Published and dead-lettered since the last report.
+    counted: RelayProgress,
+}
+
+impl Relay {
+    /// Sends the durable rows from `next` on, up to the in-flight bound.
+    async fn send_new(&mut self) -> Sent {
+        while self.sent.len() < MAX_IN_FLIGHT {
+            let (records, corrupt, scanned_to) = match next_round(&self.journal, self.next) {
+                Ok(round) => round,
+                Err(err) => {
+                    tracing::error!(service = self.service, store = %self.journal.path().display(), cause = %err, "cannot read the outbox");
+                    return Sent::Failed;
+                }
+            };
+            for bad in corrupt {
+                quarantine(&self.journal, self.service, bad).await;
+            }
+            if records.is_empty() && scanned_to <= self.next {
+                return Sent::All;
+            }
+            for (position, record) in records {
+                let topic = self.kafka.name(&record.topic);
+                let queued = self
+                    .producer
+                    .send_result(to_record(&topic, &record))
+                    .map_err(|(err, _)| err);
+                match queued {
+                    Ok(delivery) => {
+                        self.sent.push_back(InFlight {
+                            position,
+                            record,
+                            delivery,
+                        });
+                        self.next = position + 1;
+                    }
+                    // The local queue is full: acknowledgements first; the
+                    // rest is sent later, still in order.
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                        return Sent::QueueFull
+                    }
+                    Err(err) => {
+                        tracing::warn!(service = self.service, cause = %err, "cannot enqueue a record; retrying");
+                        return Sent::Failed;
+                    }
+                }
+            }
+            // Local rows scanned past are not for Kafka.
+            self.next = self.next.max(scanned_to);
+        }
+        Sent::QueueFull
+    }
+
+    /// Takes the oldest delivery's `outcome`; false when it failed and the
+    /// relay must go back.
+    async fn acknowledged(
+        &mut self,
+        outcome: <DeliveryFuture as std::future::Future>::Output,
+    ) -> bool {
+        let Some(done) = self.sent.pop_front() else {
+            return true;
+        };
+        match outcome {
+            Ok(Ok(delivery)) => {
+                tracing::debug!(
+                    service = self.service,
+                    topic = %done.record.topic,
+                    partition = delivery.partition,
+                    offset = delivery.offset,
+                    traceparent = trace_of(&done.record),
+                    "published"
+                );
+                self.acked.push(done.position);
+                self.counted.published += 1;
+                true
+            }
+            Ok(Err((err, _))) if permanent(&err) => {
+                let lettered = deadletter_record(
+                    &self.producer,
+                    &self.kafka,
+                    self.service,
+                    done.position,
+                    &done.record,
+                    &err,
+                )
+                .await;
+                if lettered {
+                    self.acked.push(done.position);
+                    self.counted.deadlettered += 1;
+                } else {
+                    self.sent.push_front(done);
+                }
+                lettered
+            }
+            Ok(Err((err, _))) => {
+                tracing::warn!(service = self.service, cause = %err, topic = %done.record.topic, "publish failed; retrying");
+                self.sent.push_front(done);
+                false
+            }
+            Err(_canceled) => {
+                tracing::warn!(service = self.service, "producer dropped a delivery; retrying");
+                self.sent.push_front(done);
+                false
+            }
+        }
+    }
+
+    /// Deletes the acknowledged rows and reports the counts.
+    fn remove_acked(&mut self, progress: &watch::Sender<RelayProgress>) {
+        if !self.acked.is_empty() {
+            if let Err(err) = self.journal.outbox_remove(&self.acked) {
+                tracing::error!(service = self.service, cause = %err, "cannot delete published records; they will be published again");
+            }
+            self.acked.clear();
+        }
+        let counted = std::mem::take(&mut self.counted);
+        if counted != RelayProgress::default() {
+            progress.send_modify(|p| {
+                p.published += counted.published;
+                p.deadlettered += counted.deadlettered;
+            });
+        }
+    }
+
+    /// After a failure: waits (until `deadline` at most) for what is still
+    /// in flight, without deleting any of it, and goes back to the first
+    /// record not acknowledged; replaces a producer that hit a fatal error.
+    /// Returns whether the producer was replaced.
+    async fn recover(
+        &mut self,
+        make_producer: &MakeProducer,
+        stop: &mut watch::Receiver<bool>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> bool {
+        let restart = self.sent.front().map_or(self.next, |first| first.position);
+        let stop_at = deadline.unwrap_or_else(far_future);
+        while let Some(mut rest) = self.sent.pop_front() {
+            tokio::select! {
+                _ = &mut rest.delivery => {}
+                _ = tokio::time::sleep_until(stop_at) => break,
+            }
+        }
+        self.sent.clear();
+        self.next = restart;
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::error!(service = self.service, code = ?code, reason, "the producer hit a fatal error; making a new one and publishing again from the outbox");
+            if let Some(producer) = rebuild(make_producer, self.service, stop).await {
+                self.producer = producer;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The next records to publish from outbox position `from` on, in outbox
+/// order, with the unreadable rows met on the way, and the position after
+/// the last row scanned. Rows delivered in process (a local topic, see
 /// `crate::saga::local`) are passed over: they are not for Kafka, and a
 /// backlog of them must not hold up the records behind them.
 #[allow(clippy::type_complexity)]
 fn next_round(
     journal: &Journal,
-) -> Result<(Vec<(u64, OutboxRecord)>, Vec<CorruptRecord>), ordersaga_actors::JournalError> {
+    mut from: u64,
+) -> Result<(Vec<(u64, OutboxRecord)>, Vec<CorruptRecord>, u64), ordersaga_actors::JournalError>
+{
     let mut records = Vec::new();
     let mut corrupt = Vec::new();
-    let mut from = 0;
     loop {
         let batch = journal.outbox_batch(from, ROUND)?;
         let Some(last) = batch
@@ -172,12 +390,12 @@ fn next_round(
                 .into_iter()
                 .filter(|(_, record)| local_of(&record.topic).is_none()),
         );
+        from = last + 1;
         if !full || records.len() >= ROUND / 2 || !corrupt.is_empty() {
             break;
         }
-        from = last + 1;
     }
-    Ok((records, corrupt))
+    Ok((records, corrupt, from))
 }
 
 /// The dead-letter code of an outbox row that could not be read.
@@ -250,48 +468,6 @@ async fn rebuild(
     }
 }
 
-/// The stop signal as a round sees it: once it is given, deliveries are
-/// awaited until `deadline` at most.
-struct Stopping<'a> {
-    stop: &'a mut watch::Receiver<bool>,
-    grace: Duration,
-    deadline: &'a mut Option<tokio::time::Instant>,
-}
-
-impl Stopping<'_> {
-    /// Awaits `delivery`, or `None` once the stop's grace is over.
-    async fn wait<T>(&mut self, delivery: impl std::future::Future<Output = T>) -> Option<T> {
-        tokio::pin!(delivery);
-        loop {
-            if self.deadline.is_none() && *self.stop.borrow() {
-                *self.deadline = Some(tokio::time::Instant::now() + self.grace);
-            }
-            match *self.deadline {
-                Some(d) => return tokio::time::timeout_at(d, &mut delivery).await.ok(),
-                None => {
-                    tokio::select! {
-                        outcome = &mut delivery => return Some(outcome),
-                        changed = self.stop.changed() => {
-                            if changed.is_err() && self.deadline.is_none() {
-                                // The stop switch is gone: treat as a stop.
-                                *self.deadline = Some(tokio::time::Instant::now() + self.grace);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-struct Round {
-    published: u64,
-    deadlettered: u64,
-    failed: bool,
-    /// The producer is dead (a fatal error) and must be replaced.
-    fatal: bool,
-}
-
 fn to_record<'a>(topic: &'a str, record: &'a OutboxRecord) -> FutureRecord<'a, [u8], [u8]> {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
     for (key, value) in &record.headers {
@@ -334,95 +510,6 @@ fn permanent(err: &KafkaError) -> bool {
                 | RDKafkaErrorCode::InvalidRecord
         )
     )
-}
-
-async fn publish_round(
-    journal: &Journal,
-    producer: &FutureProducer,
-    kafka: &KafkaConfig,
-    service: &'static str,
-    pending: &[(u64, OutboxRecord)],
-    stopping: &mut Stopping<'_>,
-) -> Round {
-    // Outbox records name logical topics; the namespace makes them physical.
-    let topics: Vec<String> = pending.iter().map(|(_, r)| kafka.name(&r.topic)).collect();
-    let mut round = Round {
-        published: 0,
-        deadlettered: 0,
-        failed: false,
-        fatal: false,
-    };
-    let mut in_flight: Vec<(u64, &OutboxRecord, DeliveryFuture)> =
-        Vec::with_capacity(pending.len());
-    for ((position, record), topic) in pending.iter().zip(&topics) {
-        match producer.send_result(to_record(topic, record)) {
-            Ok(delivery) => in_flight.push((*position, record, delivery)),
-            // The local queue is full: acknowledge what is in flight first;
-            // the rest goes in the next round, still in order.
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
-            Err((err, _)) => {
-                tracing::warn!(service, cause = %err, "cannot enqueue a record; retrying");
-                round.failed = true;
-                break;
-            }
-        }
-    }
-    let mut done = Vec::with_capacity(in_flight.len());
-    let mut ordered = true;
-    for (position, record, delivery) in in_flight {
-        let Some(outcome) = stopping.wait(delivery).await else {
-            round.failed = true;
-            break;
-        };
-        match outcome {
-            Ok(Ok(delivery)) => {
-                tracing::debug!(
-                    service,
-                    topic = %record.topic,
-                    partition = delivery.partition,
-                    offset = delivery.offset,
-                    traceparent = trace_of(record),
-                    "published"
-                );
-                // Delete only an unbroken prefix, so a failed record is never
-                // overtaken by a later one for the same key.
-                if ordered {
-                    done.push(position);
-                    round.published += 1;
-                }
-            }
-            Ok(Err((err, _))) if permanent(&err) => {
-                if ordered
-                    && deadletter_record(producer, kafka, service, position, record, &err).await
-                {
-                    done.push(position);
-                    round.deadlettered += 1;
-                } else {
-                    ordered = false;
-                    round.failed = true;
-                }
-            }
-            Ok(Err((err, _))) => {
-                tracing::warn!(service, cause = %err, topic = %record.topic, "publish failed; retrying");
-                ordered = false;
-                round.failed = true;
-            }
-            Err(_canceled) => {
-                tracing::warn!(service, "producer dropped a delivery; retrying");
-                ordered = false;
-                round.failed = true;
-            }
-        }
-    }
-    if let Err(err) = journal.outbox_remove(&done) {
-        tracing::error!(service, cause = %err, "cannot delete published records; they will be published again");
-    }
-    if let Some((code, reason)) = producer.client().fatal_error() {
-        tracing::error!(service, code = ?code, reason, "the producer hit a fatal error; making a new one and publishing again from the outbox");
-        round.fatal = true;
-        round.failed = true;
-    }
-    round
 }
 
 /// Sends a record the cluster refused for good to the dead-letter topic.
