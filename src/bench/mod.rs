@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 mod drive;
+pub mod hops;
 pub mod http;
 mod plan;
 mod report;

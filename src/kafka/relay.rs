@@ -20,8 +20,8 @@ use ordersaga_events::topics::{header, local_of};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use std::time::Duration;
 use std::collections::VecDeque;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Most records read from the outbox and sent in one round.
@@ -147,7 +147,11 @@ pub async fn run(
     relay.remove_acked(&progress);
     let left = relay.journal.outbox_len();
     if left > 0 {
-        tracing::warn!(service, left, "stopping with records still in the outbox; they are published on the next start");
+        tracing::warn!(
+            service,
+            left,
+            "stopping with records still in the outbox; they are published on the next start"
+        );
     }
     if let Err(err) = relay.journal.flush() {
         tracing::error!(service, cause = %err, "flushing the outbox deletions");
@@ -302,7 +306,10 @@ impl Relay {
                 false
             }
             Err(_canceled) => {
-                tracing::warn!(service = self.service, "producer dropped a delivery; retrying");
+                tracing::warn!(
+                    service = self.service,
+                    "producer dropped a delivery; retrying"
+                );
                 self.sent.push_front(done);
                 false
             }
@@ -366,8 +373,7 @@ impl Relay {
 fn next_round(
     journal: &Journal,
     mut from: u64,
-) -> Result<(Vec<(u64, OutboxRecord)>, Vec<CorruptRecord>, u64), ordersaga_actors::JournalError>
-{
+) -> Result<(Vec<(u64, OutboxRecord)>, Vec<CorruptRecord>, u64), ordersaga_actors::JournalError> {
     let mut records = Vec::new();
     let mut corrupt = Vec::new();
     loop {
