@@ -31,6 +31,11 @@ pub struct KafkaArgs {
     /// partition this often even when idle.
     #[arg(long, default_value_t = 100)]
     pub fetch_wait_ms: u64,
+    /// How long the outbox relay holds a record to batch it with more, in
+    /// milliseconds. 0 sends at once; records still leave in batches under
+    /// load.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub linger_ms: u64,
 }
 
 impl KafkaArgs {
@@ -43,6 +48,7 @@ impl KafkaArgs {
             namespace: self.namespace.clone(),
             auto_create_topics: self.no_create_topics,
             fetch_wait: Duration::from_millis(self.fetch_wait_ms.max(1)),
+            linger: Duration::from_millis(self.linger_ms),
         }
     }
 }

@@ -52,9 +52,9 @@ pub fn producer(
         .set("message.timeout.ms", "0")
         .set("retry.backoff.ms", "100")
         .set("retry.backoff.max.ms", "2000")
-        // Small batching delay: many records per request under load, little
-        // latency when idle.
-        .set("linger.ms", "2")
+        // No batching delay by default (see `KafkaConfig::linger`): under load
+        // records batch up behind the requests in flight anyway.
+        .set("linger.ms", config.linger.as_millis().to_string())
         .set("queue.buffering.max.messages", "200000")
         .create()
 }

@@ -49,6 +49,12 @@ pub struct KafkaConfig {
     /// and at 10 ms an idle system kept Tansu's sqlite engine at a full core
     /// (18 % at 100 ms, measured in ARCHITECTURE.md). Default 100 ms.
     pub fetch_wait: std::time::Duration,
+    /// How long the outbox relay's producer holds a record to batch it with
+    /// more (`linger.ms`). Default 0: a record leaves as soon as the relay
+    /// hands it over, and under load records still travel in batches,
+    /// because librdkafka fills the next request while earlier ones are in
+    /// flight (measured in ARCHITECTURE.md, "Client settings").
+    pub linger: std::time::Duration,
 }
 
 impl KafkaConfig {
@@ -61,6 +67,7 @@ impl KafkaConfig {
             namespace: None,
             auto_create_topics: false,
             fetch_wait: std::time::Duration::from_millis(100),
+            linger: std::time::Duration::ZERO,
         }
     }
 
