@@ -12,11 +12,13 @@ use ordersaga_actors::Aggregate;
 use ordersaga_events::codec::{decode, decode_event, encode, encode_event, Format};
 use ordersaga_events::inventory::{InventoryCommand, InventoryEvent};
 use ordersaga_events::order::{OrderCommand, OrderEvent, OrderLine};
-use ordersaga_events::saga::{saga_command_id, SagaCommand, SagaEvent, SagaPolicy, SagaStep};
+use ordersaga_events::saga::{
+    saga_command_id, saga_of, SagaCommand, SagaEvent, SagaPolicy, SagaStep,
+};
 use ordersaga_events::user::{UserCommand, UserEvent};
 use ordersaga_events::{
     Cents, CommandEnvelope, CommandResult, CorrelationId, Envelope, EventId, OrderId, Outcome,
-    ProductId, Reply, SagaId, StreamId, StreamKind, UserId, Versioned,
+    ProductId, Reply, StreamId, StreamKind, UserId, Versioned,
 };
 use uuid::Uuid;
 
@@ -171,7 +173,9 @@ fn orders(c: &mut Criterion) {
 
 fn sagas(c: &mut Criterion) {
     let products: Vec<ProductId> = (0..3).map(|_| ProductId::new()).collect();
-    let (saga_id, order_id, user_id) = (SagaId::new(), OrderId::new(), UserId::new());
+    let (order_id, user_id) = (OrderId::new(), UserId::new());
+    // A saga's id is derived from its order's.
+    let saga_id = saga_of(order_id);
     let now = chrono::Utc::now();
     let start = SagaCommand::Start {
         saga_id,
