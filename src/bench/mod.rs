@@ -46,6 +46,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+pub mod actors;
 mod drive;
 pub mod hops;
 pub mod http;

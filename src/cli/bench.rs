@@ -69,6 +69,10 @@ pub enum BenchMode {
     /// The gateway over HTTP: its read path and order path against a
     /// trivial actix-web handler, same client, same concurrency, same run.
     Http(super::bench_http::BenchHttpArgs),
+    /// The actors without Kafka: commands straight into the inventory
+    /// service's router against journal-only appends of the same batches,
+    /// then passivation over many more aggregates than fit in memory.
+    Actors(super::bench_actors::BenchActorsArgs),
 }
 
 /// A data directory made for this run, removed when dropped (after the
@@ -105,6 +109,9 @@ impl Drop for TempData {
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
     if let Some(BenchMode::Http(http)) = args.mode {
         return super::bench_http::run(http);
+    }
+    if let Some(BenchMode::Actors(actors)) = args.mode {
+        return super::bench_actors::run(actors);
     }
     if args.kafka.partitions < 1 || args.kafka.replication < 1 {
         return Err("--partitions and --replication must be at least 1".into());

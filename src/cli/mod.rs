@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod bench;
+mod bench_actors;
 mod bench_http;
 mod common;
 mod deadletters;

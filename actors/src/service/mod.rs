@@ -25,7 +25,7 @@ use crate::recovery::{stream_of, Recovered};
 use actix::prelude::*;
 use mailbox::Mailbox;
 use ordersaga_events::{CommandEnvelope, Reply, StreamId};
-use router::{CountEntities, InspectEntity, Route, Router, Shutdown};
+use router::{CountEntities, EntityCounters, InspectEntity, Route, Router, Shutdown};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ pub struct Service<A: Aggregate> {
     router: Addr<Router<A>>,
     mailbox: Mailbox,
     journal: Journal,
-    passivated: Arc<std::sync::atomic::AtomicU64>,
+    counters: Arc<EntityCounters>,
 }
 
 impl<A: Aggregate> Clone for Service<A> {
@@ -54,7 +54,7 @@ impl<A: Aggregate> Clone for Service<A> {
             router: self.router.clone(),
             mailbox: self.mailbox.clone(),
             journal: self.journal.clone(),
-            passivated: self.passivated.clone(),
+            counters: self.counters.clone(),
         }
     }
 }
@@ -155,14 +155,13 @@ impl<A: Aggregate> Service<A> {
             ),
         }
         let mailbox = Mailbox::new(config.router_mailbox);
-        let passivated = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let router =
-            Router::<A>::new(journal.clone(), Arc::new(config), passivated.clone()).start();
+        let counters = Arc::new(EntityCounters::default());
+        let router = Router::<A>::new(journal.clone(), Arc::new(config), counters.clone()).start();
         Self {
             router,
             mailbox,
             journal,
-            passivated,
+            counters,
         }
     }
 
@@ -225,7 +224,18 @@ impl<A: Aggregate> Service<A> {
     /// How many entities were passivated (stopped when idle or evicted) since
     /// the service started.
     pub fn passivations(&self) -> u64 {
-        self.passivated.load(std::sync::atomic::Ordering::Relaxed)
+        self.counters
+            .passivated
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many entities were started since the service started, each
+    /// recovered from the journal (its snapshot and the events after it):
+    /// the cold starts.
+    pub fn recoveries(&self) -> u64 {
+        self.counters
+            .recovered
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many entities are in memory now.

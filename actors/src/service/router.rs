@@ -18,6 +18,7 @@ use crate::journal::{Journal, JournalError};
 use crate::recovery::Recovered;
 use actix::prelude::*;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 // tokio's clock, so tests can pause and advance time instead of sleeping.
@@ -89,6 +90,18 @@ impl<A: Aggregate> Parked<A> {
 /// What a recovery on the blocking pool came back with.
 type Recovery<A> = Result<Result<EntityCore<A>, JournalError>, tokio::task::JoinError>;
 
+/// What the router counts for the metrics and the benchmarks, shared with
+/// the [`Service`](super::Service) handles.
+#[derive(Debug, Default)]
+pub(crate) struct EntityCounters {
+    /// Entities passivated so far (idle or evicted).
+    pub passivated: AtomicU64,
+    /// Entities recovered from the journal so far (cold starts): one per
+    /// entity started, whether its stream was empty, replayed or restored
+    /// from a snapshot.
+    pub recovered: AtomicU64,
+}
+
 pub(crate) struct Router<A: Aggregate> {
     journal: Journal,
     config: Arc<ServiceConfig>,
@@ -96,30 +109,29 @@ pub(crate) struct Router<A: Aggregate> {
     /// Aggregates being recovered, with the work waiting for them in order
     /// (boxed: an actor must be `Unpin`, and a command need not be).
     recovering: HashMap<Uuid, Vec<Box<Parked<A>>>>,
-    /// Entities passivated so far (idle or evicted), for the metrics.
-    passivated: Arc<std::sync::atomic::AtomicU64>,
+    /// Passivations and recoveries so far.
+    counters: Arc<EntityCounters>,
 }
 
 impl<A: Aggregate> Router<A> {
     pub fn new(
         journal: Journal,
         config: Arc<ServiceConfig>,
-        passivated: Arc<std::sync::atomic::AtomicU64>,
+        counters: Arc<EntityCounters>,
     ) -> Self {
         Self {
             journal,
             config,
             entities: HashMap::new(),
             recovering: HashMap::new(),
-            passivated,
+            counters,
         }
     }
 
     /// Counts one passivation (an idle or evicted entity stopped).
     fn passivate(&self, slot: &Slot<A>) {
         slot.addr.do_send(Passivate);
-        self.passivated
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters.passivated.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The live entity for `id`, if there is one.
@@ -175,6 +187,7 @@ impl<A: Aggregate> Router<A> {
                 return;
             }
         };
+        self.counters.recovered.fetch_add(1, Ordering::Relaxed);
         let addr = Entity::new(core).start();
         let mailbox = Mailbox::new(self.config.entity_mailbox);
         self.entities.insert(
@@ -213,7 +226,7 @@ impl<A: Aggregate> Router<A> {
     fn sweep(&mut self) {
         let idle = self.config.passivate_after;
         let now = Instant::now();
-        let passivated = self.passivated.clone();
+        let counters = self.counters.clone();
         self.entities.retain(|_, slot| {
             let keep = slot.addr.connected() && now.duration_since(slot.last_used) < idle;
             if !keep {
@@ -221,7 +234,7 @@ impl<A: Aggregate> Router<A> {
                 // and the journal's version check keeps the two from
                 // overwriting each other.
                 slot.addr.do_send(Passivate);
-                passivated.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counters.passivated.fetch_add(1, Ordering::Relaxed);
             }
             keep
         });
