@@ -69,12 +69,15 @@ fn shown_level(report: &BenchReport) -> Option<&LevelReport> {
         .or(report.levels.last())
 }
 
+/// A named, coloured percentile curve.
+type Curve<'a> = (&'a str, RGBColor, &'a Vec<(f64, f64)>);
+
 /// The percentile curves (confirmed, finished, single command, ping-pong)
 /// of the knee level, as an SVG document.
 pub fn latency_svg(report: &BenchReport) -> Result<String, BenchError> {
     let level = shown_level(report).ok_or("no level was measured")?;
     let curves = &level.curves;
-    let series: [(&str, RGBColor, &Vec<(f64, f64)>); 4] = [
+    let series: [Curve<'_>; 4] = [
         ("order confirmed", CONFIRMED, &curves.confirmed),
         ("saga finished", FINISHED, &curves.finished),
         ("single command", COMMAND, &curves.baseline),

@@ -50,7 +50,7 @@ impl BenchConfig {
             return Err(format!("--orders must be between 1 and {MAX_ORDERS}").into());
         }
         if self.concurrency.is_empty()
-            || self.concurrency.iter().any(|&c| c == 0)
+            || self.concurrency.contains(&0)
             || !self.concurrency.windows(2).all(|w| w[0] < w[1])
         {
             return Err("--concurrency must be levels of at least 1, ascending".into());

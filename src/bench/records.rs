@@ -3,13 +3,13 @@
 //!
 //! **The end is read, not asked for.** Tansu 0.6 answers a watermark query
 //! (ListOffsets "latest") with the base offset of the partition's last batch
-//! + 1, below records it has already served, so watermark deltas would miss
-//! up to a batch per partition. Its fetch answers carry the true end, and
-//! librdkafka reports end-of-partition when a fetch reaches it; so each
+//! plus one, below records it has already served, so watermark deltas would
+//! miss up to a batch per partition. Its fetch answers carry the true end,
+//! and librdkafka reports end-of-partition when a fetch reaches it; so each
 //! count reads every partition from the previous count's end to its
-//! end-of-partition and takes the highest offset read + 1. Only the records
-//! since the previous count are read, so a count costs what the phase
-//! produced.
+//! end-of-partition and takes the highest offset read, plus one. Only the
+//! records since the previous count are read, so a count costs what the
+//! phase produced.
 
 use super::BenchError;
 use crate::kafka::{clients, KafkaConfig};

@@ -110,6 +110,20 @@ async fn setup(
     Ok(commands)
 }
 
+/// The bench's own clients: one producer for every phase, and a reader of
+/// each topic where a phase's ends appear.
+struct Wires {
+    producer: FutureProducer,
+    /// `bench.replies`: the replies to setup and single commands.
+    replies: StreamConsumer,
+    /// `orders.events`: confirmations and saga ends.
+    events: StreamConsumer,
+    /// `bench.raw`.
+    raw: StreamConsumer,
+    /// `bench.pong`: the echoes.
+    pongs: StreamConsumer,
+}
+
 pub(super) async fn measure(
     kafka: &KafkaConfig,
     config: &BenchConfig,
@@ -118,22 +132,17 @@ pub(super) async fn measure(
     let producer = clients::simple_producer(kafka, "ordersaga-bench")?;
     let own: Vec<String> = [REPLIES, RAW, PING, PONG].map(String::from).to_vec();
     topics::ensure_topics(kafka, &own).await?;
-    let replies = watcher(kafka, &producer, REPLIES).await?;
-    let events = watcher(kafka, &producer, ORDERS_EVENTS).await?;
-    let raw_reader = watcher(kafka, &producer, RAW).await?;
-    let pongs = watcher(kafka, &producer, PONG).await?;
-    let echo = Echo::start(kafka, &producer).await?;
-    let measured = levels(
-        kafka,
-        config,
-        &plan,
-        &producer,
-        &replies,
-        &events,
-        &raw_reader,
-        &pongs,
-    )
-    .await;
+    let wires = Wires {
+        replies: watcher(kafka, &producer, REPLIES).await?,
+        events: watcher(kafka, &producer, ORDERS_EVENTS).await?,
+        raw: watcher(kafka, &producer, RAW).await?,
+        pongs: watcher(kafka, &producer, PONG).await?,
+        producer,
+    };
+    let echo = Echo::start(kafka, &wires.producer).await?;
+    let measured = levels(kafka, config, &plan, &wires).await;
+    // The echo stops whatever happened; a run that failed reports its own
+    // error first.
     let echoed = echo.stop().await;
     let (setup_commands, setup, levels) = measured?;
     echoed?;
@@ -145,17 +154,21 @@ pub(super) async fn measure(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Setup, then every level in turn; a level whose sagas stalled ends the
+/// sweep.
 async fn levels(
     kafka: &KafkaConfig,
     config: &BenchConfig,
     plan: &Plan,
-    producer: &FutureProducer,
-    replies: &StreamConsumer,
-    events: &StreamConsumer,
-    raw_reader: &StreamConsumer,
-    pongs: &StreamConsumer,
+    wires: &Wires,
 ) -> Result<(usize, Duration, Vec<LevelMeasured>), BenchError> {
+    let Wires {
+        producer,
+        replies,
+        events,
+        raw: raw_reader,
+        pongs,
+    } = wires;
     let setup_start = Instant::now();
     let setup_commands = setup(kafka, config, plan, producer, replies).await?;
     let setup = setup_start.elapsed();
