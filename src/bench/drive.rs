@@ -1,6 +1,5 @@
-//! Driving a run: requests through Kafka, a watcher of their ends, phases
-//! with bounded concurrency, and the measurement of setup, baseline and
-//! saga.
+//! Driving a phase: requests through Kafka with bounded concurrency, a
+//! watcher of the topic their ends appear on, and what the phase measured.
 
 use super::*;
 
@@ -19,10 +18,29 @@ pub(super) enum End {
     Failed(String),
 }
 
+/// What a record on the watched topic says about a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Signal {
+    /// The request passed a milestone on its way (an order's `Confirmed`):
+    /// its latency is recorded apart, and the request stays in flight.
+    Milestone(Uuid),
+    /// The request ended.
+    End(Uuid, End),
+}
+
+impl From<(Uuid, End)> for Signal {
+    fn from((id, end): (Uuid, End)) -> Signal {
+        Signal::End(id, end)
+    }
+}
+
 /// What a phase measured.
 pub(super) struct Phase {
     pub(super) sent: usize,
+    /// Send → end.
     pub(super) latencies: Histogram<u64>,
+    /// Send → milestone, for the requests that passed one.
+    pub(super) milestones: Histogram<u64>,
     pub(super) elapsed: Duration,
     pub(super) ends: HashMap<Uuid, End>,
     pub(super) unfinished: usize,
@@ -30,8 +48,6 @@ pub(super) struct Phase {
 
 impl Phase {
     pub(super) fn stats(&self) -> PhaseStats {
-        let h = &self.latencies;
-        let ms = |us: u64| us as f64 / 1000.0;
         let ended = self.ends.len();
         let seconds = self.elapsed.as_secs_f64();
         PhaseStats {
@@ -43,11 +59,7 @@ impl Phase {
             } else {
                 0.0
             },
-            p50_ms: ms(h.value_at_quantile(0.50)),
-            p90_ms: ms(h.value_at_quantile(0.90)),
-            p99_ms: ms(h.value_at_quantile(0.99)),
-            max_ms: ms(h.max()),
-            mean_ms: h.mean() / 1000.0,
+            latency: LatencyStats::of(&self.latencies),
         }
     }
 }
@@ -115,6 +127,26 @@ pub(super) fn saga_end(message: &BorrowedMessage<'_>) -> Option<(Uuid, End)> {
     Some((stream.id, end))
 }
 
+/// What a record on `orders.events` says about an order: its order's
+/// `Confirmed` (what a user waits for) is a milestone, its saga's
+/// `Completed`/`Aborted` the end.
+pub(super) fn saga_signal(message: &BorrowedMessage<'_>) -> Option<Signal> {
+    let stream = message
+        .headers()?
+        .iter()
+        .find(|h| h.key == header::STREAM)
+        .and_then(|h| h.value)?;
+    let stream: StreamId = std::str::from_utf8(stream).ok()?.parse().ok()?;
+    match stream.kind {
+        StreamKind::Order => match decode_event::<OrderEvent>(message.payload()?).ok()?.payload {
+            OrderEvent::Confirmed => Some(Signal::Milestone(stream.id)),
+            _ => None,
+        },
+        StreamKind::Saga => saga_end(message).map(Signal::from),
+        _ => None,
+    }
+}
+
 /// A consumer of every partition of the logical `topic` from the beginning
 /// (the namespace is fresh, so the beginning is this run), in a group of its
 /// own so that it never takes partitions from anyone.
@@ -178,8 +210,8 @@ pub(super) fn progress_bar(show: bool, total: usize, what: &'static str) -> Prog
 }
 
 /// Sends `requests` keeping `concurrency` in flight, and consumes `consumer`
-/// until every request has ended (`end_of` recognises an end) or nothing has
-/// ended for `stall`.
+/// until every request has ended (`signal_of` recognises ends and
+/// milestones) or nothing has ended for `stall`.
 pub(super) async fn drive(
     producer: &FutureProducer,
     consumer: &StreamConsumer,
@@ -187,14 +219,15 @@ pub(super) async fn drive(
     concurrency: usize,
     stall: Duration,
     bar: &ProgressBar,
-    end_of: fn(&BorrowedMessage<'_>) -> Option<(Uuid, End)>,
+    signal_of: impl Fn(&BorrowedMessage<'_>) -> Option<Signal>,
 ) -> Result<Phase, BenchError> {
     let sent = requests.len();
     let mut queue = requests.into_iter();
     let mut pending: HashMap<Uuid, Instant> = HashMap::with_capacity(concurrency);
+    let mut passed: HashSet<Uuid> = HashSet::new();
     let mut ends: HashMap<Uuid, End> = HashMap::with_capacity(sent);
-    // 1 µs to 1 hour at 3 significant digits; slower ends saturate.
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    let mut latencies = latency::new_histogram()?;
+    let mut milestones = latency::new_histogram()?;
     let mut deliveries = tokio::task::JoinSet::new();
     let start = Instant::now();
     let mut last_end = start;
@@ -230,13 +263,25 @@ pub(super) async fn drive(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     Ok(Ok(message)) => {
-                        let Some((id, end)) = end_of(&message) else { continue };
+                        let (id, end) = match signal_of(&message) {
+                            None => continue,
+                            Some(Signal::Milestone(id)) => {
+                                // The first time only, and only while in flight.
+                                if let Some(sent_at) = pending.get(&id) {
+                                    if passed.insert(id) {
+                                        latency::record(&mut milestones, sent_at.elapsed());
+                                    }
+                                }
+                                continue;
+                            }
+                            Some(Signal::End(id, end)) => (id, end),
+                        };
                         // Only the first end counts: redelivered replies and
                         // republished events carry the same id.
                         if let Some(sent_at) = pending.remove(&id) {
                             let now = Instant::now();
-                            let micros = now.duration_since(sent_at).as_micros();
-                            latencies.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX));
+                            latency::record(&mut latencies, now.duration_since(sent_at));
+                            passed.remove(&id);
                             ends.insert(id, end);
                             last_end = now;
                             last_progress = tokio::time::Instant::now();
@@ -253,10 +298,43 @@ pub(super) async fn drive(
     Ok(Phase {
         sent,
         latencies,
+        milestones,
         elapsed: last_end.duration_since(start),
         ends,
         unfinished,
     })
+}
+
+/// Drives a phase whose every request must end: a missing reply or echo
+/// fails the run, naming the phase.
+pub(super) async fn complete_phase(
+    producer: &FutureProducer,
+    consumer: &StreamConsumer,
+    requests: Vec<Request>,
+    concurrency: usize,
+    config: &BenchConfig,
+    what: &'static str,
+    signal_of: impl Fn(&BorrowedMessage<'_>) -> Option<Signal>,
+) -> Result<Phase, BenchError> {
+    let bar = progress_bar(config.progress, requests.len(), what);
+    let phase = drive(
+        producer,
+        consumer,
+        requests,
+        concurrency,
+        config.stall_timeout,
+        &bar,
+        signal_of,
+    )
+    .await?;
+    if phase.unfinished > 0 {
+        return Err(format!(
+            "{what} at concurrency {concurrency}: {} of {} requests got no answer within {:?}",
+            phase.unfinished, phase.sent, config.stall_timeout
+        )
+        .into());
+    }
+    Ok(phase)
 }
 
 /// Drives request/reply commands; every one of them must get its reply.
@@ -264,28 +342,20 @@ pub(super) async fn replied_phase(
     producer: &FutureProducer,
     replies: &StreamConsumer,
     requests: Vec<Request>,
+    concurrency: usize,
     config: &BenchConfig,
     what: &'static str,
 ) -> Result<Phase, BenchError> {
-    let bar = progress_bar(config.progress, requests.len(), what);
-    let phase = drive(
+    complete_phase(
         producer,
         replies,
         requests,
-        config.concurrency,
-        config.stall_timeout,
-        &bar,
-        reply_end,
+        concurrency,
+        config,
+        what,
+        |m| reply_end(m).map(Signal::from),
     )
-    .await?;
-    if phase.unfinished > 0 {
-        return Err(format!(
-            "{what}: {} commands got no reply within {:?}",
-            phase.unfinished, config.stall_timeout
-        )
-        .into());
-    }
-    Ok(phase)
+    .await
 }
 
 /// Runs a setup phase: every command must be accepted.
@@ -296,134 +366,10 @@ pub(super) async fn setup_phase(
     config: &BenchConfig,
     what: &'static str,
 ) -> Result<usize, BenchError> {
-    let phase = replied_phase(producer, replies, requests, config, what).await?;
+    let concurrency = config.max_concurrency();
+    let phase = replied_phase(producer, replies, requests, concurrency, config, what).await?;
     if let Some(End::Failed(code)) = phase.ends.values().find(|e| **e != End::Ok) {
         return Err(format!("setup ({what}): a command was rejected: {code}").into());
     }
     Ok(phase.sent)
-}
-
-/// The measurements of a run, before the stores are checked.
-pub(super) struct Measured {
-    pub(super) setup_commands: usize,
-    pub(super) setup: Duration,
-    pub(super) baseline: Phase,
-    pub(super) saga: Phase,
-    pub(super) plan: Plan,
-}
-
-pub(super) async fn measure(
-    kafka: &KafkaConfig,
-    config: &BenchConfig,
-    plan: Plan,
-) -> Result<Measured, BenchError> {
-    let producer = clients::simple_producer(kafka, "ordersaga-bench")?;
-    topics::ensure_topics(kafka, &[REPLIES.to_string()]).await?;
-    let replies = watcher(kafka, &producer, REPLIES).await?;
-    let events = watcher(kafka, &producer, ORDERS_EVENTS).await?;
-    let tag = &Uuid::new_v4().simple().to_string()[..8];
-
-    // Setup: accounts and products first, deposits after, so that a deposit
-    // never races its account's registration.
-    let setup_start = Instant::now();
-    let mut first = Vec::with_capacity(plan.users.len() + plan.products.len());
-    for (i, user) in plan.users.iter().enumerate() {
-        let user_id = user.user_id;
-        first.push(with_reply(
-            kafka,
-            ServiceName::Users,
-            user_id.as_uuid(),
-            UserCommand::Register {
-                user_id,
-                email: format!("bench-{tag}-{i}@example.com"),
-                username: format!("bench user {i}"),
-                password: Password::new(format!("bench password {tag}")),
-            },
-        )?);
-    }
-    for (i, product) in plan.products.iter().enumerate() {
-        let product_id = product.product_id;
-        first.push(with_reply(
-            kafka,
-            ServiceName::Inventory,
-            product_id.as_uuid(),
-            InventoryCommand::AddProduct {
-                product_id,
-                sku: format!("BENCH-{tag}-{i}"),
-                name: format!("bench product {i}"),
-                unit_price: Cents(product.price),
-                stock: product.stock,
-            },
-        )?);
-    }
-    let mut setup_commands = setup_phase(&producer, &replies, first, config, "setup").await?;
-    let deposits = plan
-        .users
-        .iter()
-        .map(|user| {
-            with_reply(
-                kafka,
-                ServiceName::Users,
-                user.user_id.as_uuid(),
-                UserCommand::Deposit {
-                    user_id: user.user_id,
-                    amount: Cents(user.funds),
-                },
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    setup_commands += setup_phase(&producer, &replies, deposits, config, "funds").await?;
-    let setup = setup_start.elapsed();
-
-    // Baseline: one step through Kafka, as many as there are orders, on the
-    // rich users only so that the failure mix stays as planned.
-    let baseline_requests = (0..config.orders)
-        .map(|i| {
-            let user_id = plan.users[plan.rich[i % plan.rich.len()]].user_id;
-            with_reply(
-                kafka,
-                ServiceName::Users,
-                user_id.as_uuid(),
-                UserCommand::Deposit {
-                    user_id,
-                    amount: Cents(1),
-                },
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let baseline =
-        replied_phase(&producer, &replies, baseline_requests, config, "baseline").await?;
-
-    // The saga load: a saga's end is identified by its order id.
-    let orders = plan
-        .orders
-        .iter()
-        .map(|order| {
-            let envelope = CommandEnvelope::new(OrderCommand::Place {
-                order_id: order.order_id,
-                user_id: order.user_id,
-                lines: order.lines.clone(),
-            });
-            let id = order.order_id.as_uuid();
-            request(kafka, ServiceName::Orders, id, id, &envelope)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let bar = progress_bar(config.progress, config.orders, "sagas");
-    let saga = drive(
-        &producer,
-        &events,
-        orders,
-        config.concurrency,
-        config.stall_timeout,
-        &bar,
-        saga_end,
-    )
-    .await?;
-    Ok(Measured {
-        setup_commands,
-        setup,
-        baseline,
-        saga,
-        plan,
-    })
 }

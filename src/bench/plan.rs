@@ -18,10 +18,14 @@ pub(super) const POOR_FUNDS: u64 = 1;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
-    /// Orders placed.
+    /// Orders placed at each level (see [`BenchConfig::level_orders`]).
     pub orders: usize,
-    /// Orders (and baseline commands) in flight at once.
-    pub concurrency: usize,
+    /// The concurrency levels, ascending: orders (and baseline commands,
+    /// raw records, ping-pongs) in flight at once. More than one is a sweep.
+    pub concurrency: Vec<usize>,
+    /// In a sweep, each level places this many orders per slot (see
+    /// [`levels::orders_at`]).
+    pub rounds: usize,
     /// Users created.
     pub users: usize,
     /// Products created.
@@ -45,8 +49,21 @@ impl BenchConfig {
         if self.orders == 0 || self.orders > MAX_ORDERS {
             return Err(format!("--orders must be between 1 and {MAX_ORDERS}").into());
         }
-        if self.concurrency == 0 {
-            return Err("--concurrency must be at least 1".into());
+        if self.concurrency.is_empty()
+            || self.concurrency.contains(&0)
+            || !self.concurrency.windows(2).all(|w| w[0] < w[1])
+        {
+            return Err("--concurrency must be levels of at least 1, ascending".into());
+        }
+        if self.rounds == 0 {
+            return Err("--rounds must be at least 1".into());
+        }
+        if self.total_orders() > MAX_ORDERS {
+            return Err(format!(
+                "the sweep places {} orders in all, more than {MAX_ORDERS}",
+                self.total_orders()
+            )
+            .into());
         }
         if self.users == 0 || self.products == 0 {
             return Err("--users and --products must be at least 1".into());
@@ -70,6 +87,38 @@ impl BenchConfig {
             );
         }
         Ok(())
+    }
+}
+
+impl BenchConfig {
+    /// Whether the run sweeps more than one level.
+    pub fn sweep(&self) -> bool {
+        self.concurrency.len() > 1
+    }
+
+    /// Each level's concurrency and the orders it places.
+    pub fn level_orders(&self) -> Vec<(usize, usize)> {
+        self.concurrency
+            .iter()
+            .map(|&c| {
+                (
+                    c,
+                    levels::orders_at(c, self.orders, self.rounds, self.sweep()),
+                )
+            })
+            .collect()
+    }
+
+    /// Orders placed over all levels.
+    pub fn total_orders(&self) -> usize {
+        self.level_orders()
+            .iter()
+            .fold(0usize, |sum, &(_, n)| sum.saturating_add(n))
+    }
+
+    /// The highest level (what setup runs at).
+    pub fn max_concurrency(&self) -> usize {
+        self.concurrency.iter().copied().max().unwrap_or(1)
     }
 }
 
@@ -168,8 +217,10 @@ pub(super) fn failing_group(
 }
 
 impl Plan {
+    /// The plan of the whole run: every level's orders, in level order, and
+    /// users and products with stock and money enough for all of them.
     pub(super) fn new(config: &BenchConfig) -> Result<Plan, BenchError> {
-        let n = config.orders;
+        let n = config.total_orders();
         let stock_fail = share(n, config.fail_stock_pct);
         let funds_fail = share(n, config.fail_funds_pct).min(n - stock_fail);
         let complete = n - stock_fail - funds_fail;
@@ -288,7 +339,8 @@ mod tests {
     fn config(orders: usize, users: usize, products: usize, stock: u8, funds: u8) -> BenchConfig {
         BenchConfig {
             orders,
-            concurrency: 8,
+            concurrency: vec![8],
+            rounds: 16,
             users,
             products,
             fail_stock_pct: stock,
@@ -351,5 +403,41 @@ mod tests {
             config(10, 5, 5, 0, 100).validate().is_err(),
             "every user poor leaves the baseline nobody to deposit to"
         );
+    }
+
+    #[test]
+    fn given_a_sweep_when_planned_then_one_plan_holds_every_level_with_stock_and_money_for_all() {
+        let mut sweep = config(2000, 20, 10, 10, 10);
+        sweep.concurrency = vec![1, 16, 64];
+        assert_eq!(sweep.level_orders(), vec![(1, 100), (16, 256), (64, 1024)]);
+        let plan = Plan::new(&sweep).unwrap();
+        assert_eq!(plan.orders.len(), 1380);
+        assert_eq!(
+            plan.expected.completed
+                + plan.expected.insufficient_stock
+                + plan.expected.insufficient_funds,
+            1380
+        );
+        // Whatever the levels draw, a plentiful product covers every order's
+        // largest line and a rich user every order's largest bill.
+        for product in plan.products.iter().filter(|p| p.stock != SCARCE_STOCK) {
+            assert!(product.stock >= MAX_UNITS * 1380);
+        }
+        for &rich in &plan.rich {
+            assert!(plan.users[rich].funds >= 1380 * MAX_LINES as u64 * MAX_UNITS * MAX_PRICE);
+        }
+    }
+
+    #[test]
+    fn given_levels_out_of_order_or_zero_when_validated_then_they_are_refused() {
+        let mut bad = config(10, 5, 5, 10, 10);
+        bad.concurrency = vec![16, 1];
+        assert!(bad.validate().is_err());
+        bad.concurrency = vec![0];
+        assert!(bad.validate().is_err());
+        bad.concurrency = vec![];
+        assert!(bad.validate().is_err());
+        bad.concurrency = vec![1, 16];
+        assert!(bad.validate().is_ok());
     }
 }

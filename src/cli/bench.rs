@@ -1,10 +1,11 @@
-//! `ordersaga bench`: N orders through the whole saga at a chosen concurrency,
-//! against a single-command baseline measured in the same run (see
-//! [`crate::bench`]).
+//! `ordersaga bench`: orders through the whole saga at one or more
+//! concurrency levels, against a single-command baseline and the raw broker
+//! measured in the same run (see [`crate::bench`]).
 
 use super::common::{cluster, KafkaArgs, TuningArgs};
 use super::CliError;
-use crate::bench::{self, BenchConfig, BenchReport, PhaseStats};
+use crate::bench::levels::parse_concurrency;
+use crate::bench::{self, BenchConfig, BenchReport, LevelReport, PhaseStats};
 use crate::kafka::valid_topic_name;
 use clap::{Args, Subcommand};
 use std::io::IsTerminal;
@@ -25,12 +26,22 @@ pub struct BenchArgs {
     /// is started in this process.
     #[arg(long)]
     pub brokers: Option<String>,
-    /// Orders to place (and baseline commands to send).
+    /// Orders to place at each level (and baseline commands, raw records and
+    /// pings to send). In a sweep a level places `--rounds` × its
+    /// concurrency, at least 100 and at most this.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=bench::MAX_ORDERS as u64))]
     pub orders: u64,
-    /// Orders (and baseline commands) in flight at once.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub concurrency: u64,
+    /// Requests in flight at once: one level (`64`) or a sweep
+    /// (`1,16,64,256,1024`), run in ascending order against the same
+    /// services.
+    #[arg(long, value_name = "C[,C…]", default_value = "64", value_parser = levels)]
+    pub concurrency: Levels,
+    /// In a sweep, orders each level places per slot of concurrency.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub rounds: u64,
+    /// Write the charts (latency.svg, sweep.svg) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub svg: Option<PathBuf>,
     /// Users to create.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub users: u64,
@@ -61,6 +72,14 @@ pub struct BenchArgs {
     kafka: KafkaArgs,
     #[command(flatten)]
     tuning: TuningArgs,
+}
+
+/// The concurrency levels of `--concurrency`.
+#[derive(Clone, Debug)]
+pub struct Levels(pub Vec<usize>);
+
+fn levels(text: &str) -> Result<Levels, String> {
+    parse_concurrency(text).map(Levels)
 }
 
 /// The other benches.
@@ -126,7 +145,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     }
     let config = BenchConfig {
         orders: usize::try_from(args.orders)?,
-        concurrency: usize::try_from(args.concurrency)?,
+        concurrency: args.concurrency.0.clone(),
+        rounds: usize::try_from(args.rounds)?,
         users: usize::try_from(args.users)?,
         products: usize::try_from(args.products)?,
         fail_stock_pct: args.fail_stock,
@@ -158,33 +178,86 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         Ok::<_, CliError>(report)
     })?;
 
+    if let Some(dir) = &args.svg {
+        for path in bench::chart::write(&report, dir)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);
     }
+    outcome(&report)
+}
+
+/// A run fails when an order did not end (stalled, or never placed because
+/// an earlier level stalled) or an invariant is broken; a missing reply,
+/// echo or raw record fails it earlier, as an error of the run. The goals
+/// never fail a run.
+fn outcome(report: &BenchReport) -> Result<(), CliError> {
     if report.unfinished > 0 {
         return Err(format!(
-            "{} orders did not end within the stall timeout",
-            report.unfinished
+            "{} of {} orders did not end within the stall timeout",
+            report.unfinished, report.planned_orders
         )
         .into());
     }
     if !report.invariants_ok {
-        return Err(format!("{} invariants broken", report.violations.len()).into());
+        return Err(format!(
+            "{} invariants broken: {}",
+            report.violations.len(),
+            report.violations.join("; ")
+        )
+        .into());
     }
     Ok(())
 }
 
 fn row(what: &str, stats: &PhaseStats) {
+    let l = &stats.latency;
     println!(
-        "  {what:<22} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-        stats.ended, stats.per_sec, stats.p50_ms, stats.p90_ms, stats.p99_ms, stats.max_ms
+        "  {what:<22} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+        stats.ended, stats.per_sec, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
     );
 }
 
 fn times(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}×"))
+}
+
+fn print_level(l: &LevelReport) {
+    println!(
+        "  concurrency {}: {} orders; {} completed, {} aborted, {} unfinished, {} ended otherwise",
+        l.concurrency, l.orders, l.completed, l.aborted, l.unfinished, l.unexpected_outcomes
+    );
+    println!(
+        "  {:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "", "ended", "per s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    row("raw broker (1 hop)", &l.raw);
+    row("ping-pong (2 hops)", &l.ping_pong);
+    row("single command", &l.baseline);
+    let c = &l.confirmed;
+    println!(
+        "  {:<22} {:>7} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+        "saga: order confirmed", c.count, "", c.p50_ms, c.p90_ms, c.p99_ms, c.p999_ms, c.max_ms
+    );
+    row("saga: finished", &l.saga);
+    println!(
+        "  saga ÷ single command: throughput {}, p50 {} (confirmed p50 {}); single command p50 ÷ ping-pong p50 {}",
+        times(l.ratios.throughput),
+        times(l.ratios.p50),
+        times(l.ratios.confirmed_p50),
+        times(l.ratios.baseline_vs_ping_pong_p50),
+    );
+    println!(
+        "  Kafka records per order: {} ({} records during the saga load, heartbeats not counted)\n",
+        l.records
+            .per_order
+            .map_or_else(|| "n/a".to_string(), |r| format!("{r:.1}")),
+        l.records.total
+    );
 }
 
 fn print_table(r: &BenchReport) {
@@ -193,9 +266,10 @@ fn print_table(r: &BenchReport) {
     } else {
         format!("Kafka at {}", r.brokers)
     };
+    let levels: Vec<String> = r.concurrency.iter().map(|c| c.to_string()).collect();
     println!(
-        "ordersaga bench: {} orders, concurrency {}, {} users, {} products, fail-stock {}%, fail-funds {}%",
-        r.orders, r.concurrency, r.users, r.products, r.fail_stock_pct, r.fail_funds_pct
+        "ordersaga bench: concurrency {}, {} orders per level (rounds {}), {} users, {} products, fail-stock {}%, fail-funds {}%",
+        levels.join(","), r.orders, r.rounds, r.users, r.products, r.fail_stock_pct, r.fail_funds_pct
     );
     println!(
         "  {broker}, namespace {}, seed {}",
@@ -206,28 +280,48 @@ fn print_table(r: &BenchReport) {
         "  setup: {} commands in {:.1} s\n",
         r.setup_commands, r.setup_seconds
     );
-    println!(
-        "  {:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "", "ended", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms"
-    );
-    row("baseline (deposit)", &r.baseline);
-    row("saga (place → end)", &r.saga);
-    println!(
-        "  saga ÷ baseline: throughput {}, p50 latency {}\n",
-        times(r.ratios.throughput),
-        times(r.ratios.p50)
-    );
+    for level in &r.levels {
+        print_level(level);
+    }
+    match &r.knee {
+        Some(knee) if knee.reached => println!(
+            "  knee: concurrency {} ({:.0} orders/s); the next level grew less than {}×",
+            knee.concurrency,
+            knee.per_sec,
+            bench::knee::MATERIAL_GROWTH
+        ),
+        Some(knee) => println!(
+            "  knee: not reached; throughput still grew at concurrency {} ({:.0} orders/s)",
+            knee.concurrency, knee.per_sec
+        ),
+        None => println!("  knee: no level measured"),
+    }
+    for goal in &r.goals {
+        let verdict = match goal.met {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "not measured",
+        };
+        println!(
+            "  goal {:<28} {:>9} (goal {}): {verdict}",
+            goal.name,
+            goal.value
+                .map_or_else(|| "n/a".to_string(), |v| format!("{v:.2}")),
+            goal.target
+        );
+    }
     let reasons: Vec<String> = r
         .abort_reasons
         .iter()
         .map(|(reason, n)| format!("{reason} {n}"))
         .collect();
     println!(
-        "  orders: {} completed, {} aborted ({}), {} unfinished; planned {} / {} stock / {} funds, {} ended otherwise",
+        "\n  orders: {} completed, {} aborted ({}), {} unfinished of {} planned; planned {} / {} stock / {} funds, {} ended otherwise",
         r.completed,
         r.aborted,
         if reasons.is_empty() { "-".to_string() } else { reasons.join(", ") },
         r.unfinished,
+        r.planned_orders,
         r.expected.completed,
         r.expected.insufficient_stock,
         r.expected.insufficient_funds,
@@ -239,5 +333,56 @@ fn print_table(r: &BenchReport) {
         for violation in &r.violations {
             println!("  VIOLATION {violation}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished() -> BenchReport {
+        BenchReport {
+            planned_orders: 10,
+            completed: 8,
+            aborted: 2,
+            invariants_ok: true,
+            ..BenchReport::default()
+        }
+    }
+
+    #[test]
+    fn given_every_order_ended_and_the_invariants_held_then_the_run_succeeds() {
+        assert!(outcome(&finished()).is_ok());
+    }
+
+    #[test]
+    fn given_unfinished_orders_then_the_run_fails_saying_how_many() {
+        let report = BenchReport {
+            unfinished: 3,
+            ..finished()
+        };
+        let err = outcome(&report).unwrap_err().to_string();
+        assert!(err.contains("3 of 10 orders"), "{err}");
+    }
+
+    #[test]
+    fn given_a_broken_invariant_then_the_run_fails_naming_it() {
+        let report = BenchReport {
+            invariants_ok: false,
+            violations: vec!["stock of product p is 3, expected 4".to_string()],
+            ..finished()
+        };
+        let err = outcome(&report).unwrap_err().to_string();
+        assert!(err.contains("stock of product p"), "{err}");
+    }
+
+    #[test]
+    fn given_unmet_goals_then_the_run_still_succeeds() {
+        let report = BenchReport {
+            goals: crate::bench::goals::Headline::default().goals(),
+            ..finished()
+        };
+        assert!(report.goals.iter().all(|g| g.met != Some(true)));
+        assert!(outcome(&report).is_ok());
     }
 }
