@@ -127,11 +127,12 @@ pub async fn run(options: &NodeOptions, config: &BenchConfig) -> Result<BenchRep
     let measured = measured?;
 
     let open = |name: ServiceName| Journal::open_path(options.data_dir.join(name.name()));
-    let checked = verify::check(
-        &open(ServiceName::Users)?,
-        &open(ServiceName::Inventory)?,
-        &open(ServiceName::Orders)?,
-        true,
-    )?;
-    Ok(report(options, config, measured, checked))
+    let (users, inventory, orders) = (
+        open(ServiceName::Users)?,
+        open(ServiceName::Inventory)?,
+        open(ServiceName::Orders)?,
+    );
+    let checked = verify::check(&users, &inventory, &orders, true)?;
+    let milestones = hops::milestones(&orders, &inventory, &users)?;
+    Ok(report(options, config, measured, checked, &milestones))
 }

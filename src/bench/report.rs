@@ -1,5 +1,6 @@
 //! What a run measured and checked, and how it is reported.
 
+use super::hops::{hops, Hop, Milestones};
 use super::*;
 
 /// The outcome mix the plan asks for.
@@ -126,6 +127,9 @@ pub struct LevelReport {
     pub unexpected_outcomes: usize,
     /// Latency curves for the charts.
     pub curves: Curves,
+    /// Where this level's completed sagas spent their time, hop by hop, read
+    /// back from the stores ([`super::hops`]).
+    pub hops: Vec<Hop>,
 }
 
 /// Everything a run measured and checked.
@@ -196,8 +200,16 @@ impl BenchReport {
     }
 }
 
-fn level_report(level: &LevelMeasured, plan: &Plan) -> LevelReport {
+fn level_report(
+    level: &LevelMeasured,
+    plan: &Plan,
+    milestones: &HashMap<OrderId, Milestones>,
+) -> LevelReport {
     let orders = &plan.orders[level.orders.clone()];
+    let level_milestones: HashMap<OrderId, Milestones> = orders
+        .iter()
+        .filter_map(|order| Some((order.order_id, *milestones.get(&order.order_id)?)))
+        .collect();
     let raw = level.raw.stats();
     let ping_pong = level.ping_pong.stats();
     let baseline = level.baseline.stats();
@@ -226,6 +238,7 @@ fn level_report(level: &LevelMeasured, plan: &Plan) -> LevelReport {
         baseline,
         saga,
         confirmed,
+        hops: hops(&level_milestones),
         ..LevelReport::default()
     };
     for order in orders {
@@ -260,11 +273,12 @@ pub(super) fn report(
     config: &BenchConfig,
     measured: Measured,
     checked: verify::Report,
+    milestones: &HashMap<OrderId, Milestones>,
 ) -> BenchReport {
     let levels: Vec<LevelReport> = measured
         .levels
         .iter()
-        .map(|level| level_report(level, &measured.plan))
+        .map(|level| level_report(level, &measured.plan, milestones))
         .collect();
     let sweep: Vec<(usize, f64)> = levels
         .iter()

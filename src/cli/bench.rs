@@ -258,6 +258,24 @@ fn print_level(l: &LevelReport) {
             .map_or_else(|| "n/a".to_string(), |r| format!("{r:.1}")),
         l.records.total
     );
+    if l.hops.iter().any(|hop| hop.samples > 0) {
+        println!(
+            "  where completed sagas spent their time (from the stores):\n  {:<36} {:<10} {:>9} {:>9} {:>9}",
+            "hop", "via", "p50 ms", "p90 ms", "p99 ms"
+        );
+        for hop in &l.hops {
+            let via = match hop.via {
+                bench::hops::Via::Kafka => "kafka",
+                bench::hops::Via::InProcess => "in process",
+                bench::hops::Via::Total => "total",
+            };
+            println!(
+                "  {:<36} {:<10} {:>9.1} {:>9.1} {:>9.1}",
+                hop.name, via, hop.p50_ms, hop.p90_ms, hop.p99_ms
+            );
+        }
+        println!();
+    }
 }
 
 fn print_table(r: &BenchReport) {

@@ -12,7 +12,7 @@ use ordersaga_events::codec;
 use ordersaga_events::inventory::InventoryCommand;
 use ordersaga_events::order::{OrderCommand, OrderLine, PricedLine};
 use ordersaga_events::saga::{saga_of, SagaCommand};
-use ordersaga_events::topics::{INVENTORY_COMMANDS, ORDERS_COMMANDS, USERS_COMMANDS};
+use ordersaga_events::topics::{local_of, INVENTORY_COMMANDS, ORDERS_COMMANDS, USERS_COMMANDS};
 use ordersaga_events::user::{Password, UserCommand};
 use ordersaga_events::{Cents, CommandEnvelope, CommandId, OrderId, ProductId, SagaId, UserId};
 use std::path::Path;
@@ -168,7 +168,10 @@ impl Ids {
         let user = |id: &UserId| index_of(&self.users, id);
         let product = |id: &ProductId| index_of(&self.products, id);
         let order = |id: &OrderId| index_of(&self.orders, id);
-        let (cmd, envelope) = match record.topic.as_str() {
+        // The saga's commands to its own order are written for delivery in
+        // process; the model delivers them like the others, in any order.
+        let topic = local_of(&record.topic).unwrap_or(&record.topic);
+        let (cmd, envelope) = match topic {
             USERS_COMMANDS => {
                 let e: CommandEnvelope<UserCommand> =
                     codec::decode(record.payload.as_deref().unwrap_or_default())
