@@ -124,9 +124,34 @@ trait ServiceActors {
     fn shutdown(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>;
 }
 
-impl<A: Aggregate> ServiceActors for Service<A> {
+/// A service's actors on an arbiter (a thread) of their own: the process's
+/// main thread keeps the consumers, relay and feeders, and each service's
+/// entities run beside the others' instead of in turn with them. Before,
+/// every actor of a process shared one thread, and it was the ceiling of
+/// the saga's throughput (ARCHITECTURE.md, "Hops").
+struct OnArbiter<A: Aggregate> {
+    service: Service<A>,
+    arbiter: actix::Arbiter,
+}
+
+impl<A: Aggregate> OnArbiter<A> {
+    /// Starts `A`'s service on a new arbiter; returns a handle to send it
+    /// commands and its actors, to stop last.
+    fn start(journal: Journal, config: ServiceConfig) -> (Service<A>, Box<dyn ServiceActors>) {
+        let arbiter = actix::Arbiter::new();
+        let service = Service::<A>::start_on(journal, config, &arbiter.handle());
+        (service.clone(), Box::new(OnArbiter { service, arbiter }))
+    }
+}
+
+impl<A: Aggregate> ServiceActors for OnArbiter<A> {
     fn shutdown(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
-        Box::pin(Service::shutdown(self))
+        Box::pin(async move {
+            self.service.shutdown().await;
+            // Entities stopping now drop their store handles as the
+            // arbiter's loop ends; `stop` waits for the handles.
+            self.arbiter.stop();
+        })
     }
 }
 
@@ -388,7 +413,8 @@ where
 {
     let name = A::SERVICE;
     let mut base = base(name, topics_of(name), options).await?;
-    let service = Service::<A>::start(base.journal.clone(), base.service_config.clone());
+    let (service, actors) =
+        OnArbiter::<A>::start(base.journal.clone(), base.service_config.clone());
     let group = format!("ordersaga-{}", name.name());
     let commands = consumer_task(
         &mut base,
@@ -415,7 +441,7 @@ where
         progress: base.progress,
         readiness,
         instance_id: base.instance_id,
-        actors: vec![Box::new(service)],
+        actors: vec![actors],
         http,
     })
 }
@@ -423,10 +449,12 @@ where
 async fn start_orders(options: &NodeOptions) -> Result<RunningService, TransportError> {
     let name = ServiceName::Orders;
     let mut base = base(name, topics_of(name), options).await?;
-    let orders = Service::<Order>::start(base.journal.clone(), base.service_config.clone());
+    let (orders, order_actors) =
+        OnArbiter::<Order>::start(base.journal.clone(), base.service_config.clone());
     // The saga supervisor: its router owns one child actor per saga, on the
     // same store as the orders.
-    let sagas = Service::<Saga>::start(base.journal.clone(), base.service_config.clone());
+    let (sagas, saga_actors) =
+        OnArbiter::<Saga>::start(base.journal.clone(), base.service_config.clone());
     let indexed = timer::index_existing(&base.journal).await?;
     if indexed > 0 {
         tracing::info!(
@@ -518,7 +546,7 @@ async fn start_orders(options: &NodeOptions) -> Result<RunningService, Transport
         progress: base.progress,
         readiness,
         instance_id: base.instance_id,
-        actors: vec![Box::new(orders), Box::new(sagas)],
+        actors: vec![order_actors, saga_actors],
         http,
     })
 }

@@ -23,6 +23,7 @@ use crate::journal::Journal;
 use crate::migrations::{index_archive, index_lists, move_legacy_secrets};
 use crate::recovery::{stream_of, Recovered};
 use actix::prelude::*;
+use actix::ArbiterHandle;
 use mailbox::Mailbox;
 use ordersaga_events::{CommandEnvelope, Reply, StreamId};
 use router::{CountEntities, EntityCounters, InspectEntity, Route, Router, Shutdown};
@@ -110,6 +111,24 @@ impl<A: Aggregate> Service<A> {
     /// Starts the router on the current actix arbiter. A store written
     /// before the archive index existed gets it built first (once).
     pub fn start(journal: Journal, config: ServiceConfig) -> Self {
+        Self::start_with(journal, config, |router| router.start())
+    }
+
+    /// Starts the router, and with it every entity of the service, on
+    /// `arbiter`: a thread of its own, so that one busy service (a hot
+    /// aggregate, argon2 hashing a burst of registrations) does not hold up
+    /// the other services or the transport of the same process.
+    pub fn start_on(journal: Journal, config: ServiceConfig, arbiter: &ArbiterHandle) -> Self {
+        Self::start_with(journal, config, |router| {
+            Router::start_in_arbiter(arbiter, move |_| router)
+        })
+    }
+
+    fn start_with(
+        journal: Journal,
+        config: ServiceConfig,
+        start: impl FnOnce(Router<A>) -> Addr<Router<A>>,
+    ) -> Self {
         match index_archive::<A>(&journal) {
             Ok(0) => {}
             Ok(entries) => tracing::info!(
@@ -156,7 +175,11 @@ impl<A: Aggregate> Service<A> {
         }
         let mailbox = Mailbox::new(config.router_mailbox);
         let counters = Arc::new(EntityCounters::default());
-        let router = Router::<A>::new(journal.clone(), Arc::new(config), counters.clone()).start();
+        let router = start(Router::<A>::new(
+            journal.clone(),
+            Arc::new(config),
+            counters.clone(),
+        ));
         Self {
             router,
             mailbox,
