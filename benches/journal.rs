@@ -1,9 +1,12 @@
 //! Durable appends per second: raw sled with one flush per append (the
-//! baseline a naive store pays) against the journal, whose single writer
-//! commits every append queued while the previous group ran in one sled
-//! transaction and makes them durable with one shared flush.
+//! baseline a naive store pays) against the journal, which commits every
+//! append queued while the previous group was written in one sled
+//! transaction and makes them durable with one shared flush. A lone
+//! appender that finds the journal idle commits its own group on its own
+//! thread; under load the journal's writer thread commits the groups.
 //!
-//! Both write real files in temp dirs. Run with `cargo bench --bench journal`.
+//! Both write real files in temp dirs. Run with `cargo bench --bench journal`
+//! (`-- --warm-up-time 1 --measurement-time 5` for a quicker look).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ordersaga_actors::journal::{AppendBatch, OutboxRecord, StreamAppend};
@@ -100,7 +103,8 @@ fn durable_appends(c: &mut Criterion) {
     });
     drop((tree, db));
 
-    // (b) The journal: C appenders, each on its own stream, one-event batches.
+    // (b) The journal: C appenders (tokio tasks on a two-worker runtime),
+    // each on its own stream, one-event batches.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -54,7 +54,6 @@ use ordersaga_events::codec::{decode, encode, Format};
 use ordersaga_events::{CommandId, StreamId, StreamKind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::{oneshot, watch};
@@ -168,7 +167,7 @@ impl Trees {
 
 struct Inner {
     trees: Arc<Trees>,
-    requests: Mutex<Option<mpsc::Sender<writer::Request>>>,
+    committer: Arc<writer::Committer>,
     writer: Mutex<Option<JoinHandle<()>>>,
     outbox_watch: watch::Receiver<u64>,
     path: PathBuf,
@@ -178,9 +177,7 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the queue lets the writer drain, flush and exit.
-        if let Ok(mut requests) = self.requests.lock() {
-            requests.take();
-        }
+        self.committer.close();
         if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
             let _ = handle.join();
         }
@@ -192,6 +189,34 @@ impl Drop for Inner {
 #[derive(Clone)]
 pub struct Journal {
     inner: Arc<Inner>,
+}
+
+/// An appender's leadership of one group. However it ends (committed,
+/// its future dropped at the yield, a panic), it steps down, and a batch it
+/// had not committed yet goes to the writer thread, as if it had queued.
+struct Leading<'a> {
+    committer: &'a writer::Committer,
+    batch: Option<AppendBatch>,
+}
+
+impl Leading<'_> {
+    fn lead(&mut self) -> Result<AppendReceipt, JournalError> {
+        match self.batch.take() {
+            Some(batch) => self.committer.lead(batch),
+            None => Err(JournalError::Closed),
+        }
+    }
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if let Some(batch) = self.batch.take() {
+            // Nobody waits for this outcome any more.
+            let (done, _) = oneshot::channel();
+            let _ = self.committer.enqueue(writer::Request { batch, done });
+        }
+        self.committer.step_down();
+    }
 }
 
 /// One event read from the store-wide log.
@@ -248,18 +273,23 @@ impl Journal {
         };
         let head = head::DurableHead::new(&config.path);
         head.check(&cursor)?;
-        let (tx, rx) = mpsc::channel();
         let (watch_tx, watch_rx) = watch::channel(cursor.outbox_next);
-        let writer_trees = trees.clone();
-        let max_group = config.max_group.max(1);
+        let committer = Arc::new(writer::Committer::new(
+            trees.clone(),
+            config.max_group,
+            cursor,
+            head,
+            watch_tx,
+        ));
+        let writer = committer.clone();
         let handle = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer::run(writer_trees, rx, max_group, cursor, watch_tx, head))
+            .spawn(move || writer.run())
             .map_err(|e| JournalError::Storage(sled::Error::Io(e)))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 trees,
-                requests: Mutex::new(Some(tx)),
+                committer,
                 writer: Mutex::new(Some(handle)),
                 outbox_watch: watch_rx,
                 path: config.path,
@@ -296,10 +326,8 @@ impl Journal {
         &self.inner.trees
     }
 
-    fn enqueue(
-        &self,
-        batch: AppendBatch,
-    ) -> Result<oneshot::Receiver<Result<AppendReceipt, JournalError>>, JournalError> {
+    /// Refuses a batch that cannot be appended at all.
+    fn check_batch(batch: &AppendBatch) -> Result<(), JournalError> {
         if let Some(append) = &batch.events {
             if append.events.is_empty() {
                 return Err(JournalError::InvalidBatch(
@@ -307,30 +335,62 @@ impl Journal {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Queues `batch` for the writer thread (never leads): for callers that
+    /// keep many appends in flight and wait for them later (import).
+    fn enqueue(
+        &self,
+        batch: AppendBatch,
+    ) -> Result<oneshot::Receiver<Result<AppendReceipt, JournalError>>, JournalError> {
+        Self::check_batch(&batch)?;
         let (done, receipt) = oneshot::channel();
-        let requests = self
-            .inner
-            .requests
-            .lock()
-            .map_err(|_| JournalError::Closed)?;
-        requests
-            .as_ref()
-            .ok_or(JournalError::Closed)?
-            .send(writer::Request { batch, done })
-            .map_err(|_| JournalError::Closed)?;
+        self.inner
+            .committer
+            .enqueue(writer::Request { batch, done })?;
         Ok(receipt)
     }
 
     /// Writes `batch` in one transaction and returns once it is durable.
+    ///
+    /// When the journal is quiet (nothing being written or queued, and the
+    /// last group a lone append), the caller commits the group itself, on
+    /// its own thread (see [`writer`]): it yields once first, so
+    /// that appends ready on the same executor join its group, then holds
+    /// its thread for one transaction and one flush. Otherwise the batch
+    /// joins the next group and the call waits for it. Once polled, the
+    /// append is written even if this future is dropped.
     pub async fn append(&self, batch: AppendBatch) -> Result<AppendReceipt, JournalError> {
-        let receipt = self.enqueue(batch)?;
+        Self::check_batch(&batch)?;
+        let committer = &self.inner.committer;
+        if committer.try_lead() {
+            let mut leading = Leading {
+                committer,
+                batch: Some(batch),
+            };
+            tokio::task::yield_now().await;
+            return leading.lead();
+        }
+        let (done, receipt) = oneshot::channel();
+        committer.enqueue(writer::Request { batch, done })?;
         receipt.await.map_err(|_| JournalError::Closed)?
     }
 
     /// [`Journal::append`] for synchronous callers (tools, tests). Do not call
     /// from inside an async runtime.
     pub fn append_blocking(&self, batch: AppendBatch) -> Result<AppendReceipt, JournalError> {
-        let receipt = self.enqueue(batch)?;
+        Self::check_batch(&batch)?;
+        let committer = &self.inner.committer;
+        if committer.try_lead() {
+            return Leading {
+                committer,
+                batch: Some(batch),
+            }
+            .lead();
+        }
+        let (done, receipt) = oneshot::channel();
+        committer.enqueue(writer::Request { batch, done })?;
         receipt.blocking_recv().map_err(|_| JournalError::Closed)?
     }
 
