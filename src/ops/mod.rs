@@ -15,3 +15,4 @@ pub mod restore;
 pub mod tail;
 pub mod tail_decode;
 pub mod tail_print;
+pub mod tail_start;
