@@ -84,15 +84,14 @@ impl ReadModel {
                     }
                     ProjectedEvent::Order(e) => {
                         let before = self.read(orders, "orders", key)?;
-                        let placed = before.is_none();
                         if let Some(row) =
                             apply_order(before, id, &e.payload, sequence, e.recorded_at)
                         {
-                            self.write(orders, "orders", key, &row)?;
-                            if placed {
-                                let entry = keys::user_order_key(row.user_id, id, row.placed_at);
-                                user_orders.insert(entry, sled::IVec::default())?;
-                            }
+                            let json = self.write(orders, "orders", key, &row)?;
+                            // The user's list holds a copy of the row, so a
+                            // page is one range scan (no point read per row).
+                            let entry = keys::user_order_key(row.user_id, id, row.placed_at);
+                            user_orders.insert(entry, json)?;
                         }
                     }
                     ProjectedEvent::Undecodable(_) | ProjectedEvent::Ignored(_) => {}
@@ -141,11 +140,12 @@ impl ReadModel {
         name: &str,
         key: &[u8],
         row: &T,
-    ) -> TxResult<()> {
+    ) -> TxResult<sled::IVec> {
         let json = serde_json::to_vec(row)
             .map_err(|e| abort(self.corrupt(format!("{name}/{}", hex(key)), e)))?;
-        tree.insert(key, json)?;
-        Ok(())
+        let json = sled::IVec::from(json);
+        tree.insert(key, json.clone())?;
+        Ok(json)
     }
 }
 

@@ -156,7 +156,7 @@ impl ReadModel {
             .user_orders
             .range((start, Bound::Included(end)))
         {
-            let (key, _) = entry.map_err(|e| self.storage(e))?;
+            let (key, row) = entry.map_err(|e| self.storage(e))?;
             if rows.len() == limit {
                 more = true;
                 break;
@@ -165,14 +165,8 @@ impl ReadModel {
                 .get(16 + 8..)
                 .and_then(|id| Uuid::from_slice(id).ok())
                 .ok_or_else(|| self.corrupt(format!("user_orders/{}", hex(&key)), "not a key"))?;
-            // The index and the row are written in one transaction.
-            let row = self
-                .inner
-                .trees
-                .orders
-                .get(order.as_bytes())
-                .map_err(|e| self.storage(e))?
-                .ok_or_else(|| self.corrupt(format!("orders/{order}"), "listed but missing"))?;
+            // The entry holds the order's row, written in the transaction
+            // that wrote its `orders` row.
             rows.push((order.as_bytes().to_vec(), row));
             last = key[16..].to_vec();
         }

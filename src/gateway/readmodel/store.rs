@@ -5,7 +5,7 @@
 //! | `users` | user id (16 bytes) | [`UserRow`] JSON |
 //! | `products` | product id (16) | [`ProductRow`] JSON |
 //! | `orders` | order id (16) | [`OrderRow`] JSON |
-//! | `user_orders` | user (16) ‖ `u64::MAX −` placed-at millis (8, BE) ‖ order (16) | empty |
+//! | `user_orders` | user (16) ‖ `u64::MAX −` placed-at millis (8, BE) ‖ order (16) | the order's [`OrderRow`] JSON, a copy of its `orders` row |
 //! | `streams` | [`StreamId::to_key`] (17) | last applied sequence (u64 BE) |
 //! | `offsets` | physical topic ‖ `0` ‖ partition (i32 BE) | next offset (i64 BE) |
 //! | `meta` | `source` | [`Source`] JSON: format, cluster id, topics |
@@ -28,8 +28,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 /// The layout of rows and keys. A store of another format is cleared and
-/// projected again, rather than misread.
-pub const FORMAT: u32 = 1;
+/// projected again, rather than misread. Format 2: `user_orders` holds a
+/// copy of each order's row (format 1 held nothing there).
+pub const FORMAT: u32 = 2;
 
 /// The directory of the read model inside a gateway's `--data` directory.
 pub const DIR_NAME: &str = "readmodel";
