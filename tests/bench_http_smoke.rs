@@ -91,7 +91,7 @@ fn a_small_http_bench_answers_every_request_and_keeps_the_invariants() {
 
     let phases = report["phases"].as_array().expect("phases");
     // The reference is the mean of the two baseline runs.
-    let baselines = number("/phases/0/per_sec") + number("/phases/6/per_sec");
+    let baselines = number("/phases/0/per_sec") + number("/phases/7/per_sec");
     assert!(
         (number("/reference/per_sec") - baselines / 2.0).abs() <= baselines * 0.01,
         "{report:#}"
@@ -101,6 +101,7 @@ fn a_small_http_bench_answers_every_request_and_keeps_the_invariants() {
         names,
         [
             "baseline",
+            "baseline_proxy",
             "gateway_health",
             "read_proxied",
             "read_list",
@@ -144,6 +145,13 @@ fn a_small_http_bench_answers_every_request_and_keeps_the_invariants() {
             "{name}: the throughput ratio is the phase's req/s ÷ the baseline's: {phase:#}"
         );
     }
+
+    // The proxied read is compared with the trivial proxy of the same run.
+    let proxied = number("/phases/3/per_sec") / number("/phases/1/per_sec");
+    assert!(
+        (number("/proxied_vs_trivial_proxy") - proxied).abs() <= proxied * 0.01,
+        "{report:#}"
+    );
 
     // Every order was placed with enough stock and money: none cancelled,
     // each confirmed (or, on a slow machine, still settling when its wait

@@ -140,7 +140,7 @@ fn times(ratio: Option<f64>) -> String {
 
 fn row(p: &HttpPhase) {
     println!(
-        "  {:<15} {:<29} {:>7} {:>6} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8} {:>7.0}",
+        "  {:<15} {:<33} {:>7} {:>6} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8} {:>7.0}",
         p.phase,
         p.request,
         p.ok,
@@ -175,7 +175,7 @@ fn print_table(r: &HttpBenchReport) {
         r.setup_requests, r.setup_seconds
     );
     println!(
-        "  {:<15} {:<29} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "  {:<15} {:<33} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
         "phase",
         "request",
         "ok",
@@ -216,6 +216,10 @@ fn print_table(r: &HttpBenchReport) {
         "  read path vs the goal of {:.1}× the baseline's req/s: {}",
         r.read_goal,
         reads.join(", ")
+    );
+    println!(
+        "  read_proxied vs baseline_proxy (the same two HTTP exchanges with nothing behind them): {} req/s",
+        times(r.proxied_vs_trivial_proxy)
     );
     for phase in r.phases.iter().filter(|p| p.stale > 0) {
         println!(

@@ -13,8 +13,10 @@
 //!    routes to every owner.
 //! 3. **Phases**, each `requests` requests (`orders` for the orders
 //!    phase) with `concurrency` in flight through one keep-alive client:
-//!    `baseline` (`GET /ping` on the trivial handler), `gateway_health` (`GET /health`: the gateway's middleware
-//!    alone), `read_proxied` (`GET /products/{id}`, proxied to the
+//!    `baseline` (`GET /ping` on the trivial handler), `baseline_proxy`
+//!    (`GET /ping/proxied`: the trivial handler asked through a trivial
+//!    proxy, the cheapest two-exchange read), `gateway_health` (`GET
+//!    /health`: the gateway's middleware alone), `read_proxied` (`GET /products/{id}`, proxied to the
 //!    inventory service), `read_list` (`GET /products?limit=20`, the read
 //!    model), `orders` (`POST /orders?wait=30s`, send → settled answer),
 //!    `read_my_orders` (`GET /users/me/orders?limit=20`, authenticated,
@@ -39,6 +41,7 @@ mod phases;
 mod report;
 mod setup;
 
+use report::PhaseKind;
 pub use report::{HttpBenchReport, HttpPhase, OrderAnswers, Reference, SagaEnds, READ_GOAL};
 
 use super::drive::watcher;
@@ -270,7 +273,7 @@ async fn through(
         phase.compare(*kind, &reference);
     }
     let read_goal_met = phases.iter().all(|p| p.meets_read_goal != Some(false));
-    let report = HttpBenchReport {
+    let mut report = HttpBenchReport {
         brokers: options.kafka.brokers.clone(),
         embedded_broker: false,
         namespace: options.kafka.namespace.clone(),
@@ -291,5 +294,9 @@ async fn through(
         sagas: measured.sagas,
         ..HttpBenchReport::default()
     };
+    report.proxied_vs_trivial_proxy = report.per_sec_ratio(
+        PhaseKind::ReadProxied.name(),
+        PhaseKind::BaselineProxy.name(),
+    );
     Ok(report)
 }

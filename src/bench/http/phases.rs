@@ -51,7 +51,11 @@ pub(super) async fn warm_up(
     config: &HttpBenchConfig,
 ) -> Result<(), BenchError> {
     let n = config.concurrency.saturating_mul(2);
-    for (address, path) in [(baseline, baseline::PATH), (gateway, "/health")] {
+    for (address, path) in [
+        (baseline, baseline::PATH),
+        (baseline, baseline::PROXY_PATH),
+        (gateway, "/health"),
+    ] {
         let calls = vec![Call::get(path, None); n];
         let tally = client
             .run(Load {
@@ -94,6 +98,11 @@ pub(super) async fn run(
 
     for (kind, address, calls) in [
         (PhaseKind::Baseline, baseline.address, ping()),
+        (
+            PhaseKind::BaselineProxy,
+            baseline.address,
+            vec![Call::get(baseline::PROXY_PATH, None); n],
+        ),
         (
             PhaseKind::Health,
             gateway,

@@ -12,6 +12,7 @@ pub const READ_GOAL: f64 = 0.5;
 pub(super) enum PhaseKind {
     Baseline,
     BaselineEnd,
+    BaselineProxy,
     Health,
     ReadProxied,
     ReadList,
@@ -25,6 +26,7 @@ impl PhaseKind {
         match self {
             PhaseKind::Baseline => "baseline",
             PhaseKind::BaselineEnd => "baseline_end",
+            PhaseKind::BaselineProxy => "baseline_proxy",
             PhaseKind::Health => "gateway_health",
             PhaseKind::ReadProxied => "read_proxied",
             PhaseKind::ReadList => "read_list",
@@ -37,6 +39,7 @@ impl PhaseKind {
     pub(super) fn request(self) -> &'static str {
         match self {
             PhaseKind::Baseline | PhaseKind::BaselineEnd => "GET /ping (trivial handler)",
+            PhaseKind::BaselineProxy => "GET /ping/proxied (trivial proxy)",
             PhaseKind::Health => "GET /health (gateway)",
             PhaseKind::ReadProxied => "GET /products/{id}",
             PhaseKind::ReadList => "GET /products?limit=20",
@@ -62,8 +65,8 @@ impl PhaseKind {
 /// Throughput, latency and errors of one phase.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct HttpPhase {
-    /// `baseline`, `gateway_health`, `read_proxied`, `read_list`, `orders`,
-    /// `read_my_orders` or `baseline_end`.
+    /// `baseline`, `baseline_proxy`, `gateway_health`, `read_proxied`,
+    /// `read_list`, `orders`, `read_my_orders` or `baseline_end`.
     pub phase: String,
     /// The request it repeats.
     pub request: String,
@@ -267,6 +270,9 @@ pub struct HttpBenchReport {
     pub read_goal: f64,
     /// Whether every read phase reached it.
     pub read_goal_met: bool,
+    /// `read_proxied`'s requests/s ÷ `baseline_proxy`'s: how close the
+    /// gateway's proxied read comes to the cheapest two-exchange read.
+    pub proxied_vs_trivial_proxy: Option<f64>,
     /// How the orders' answers ended.
     pub orders: OrderAnswers,
     /// How their sagas ended.
@@ -291,5 +297,11 @@ impl HttpBenchReport {
     /// The phase named `name`.
     pub fn phase(&self, name: &str) -> Option<&HttpPhase> {
         self.phases.iter().find(|p| p.phase == name)
+    }
+
+    /// Requests/s of phase `a` ÷ phase `b`'s, when both measured something.
+    pub fn per_sec_ratio(&self, a: &str, b: &str) -> Option<f64> {
+        let (a, b) = (self.phase(a)?, self.phase(b)?);
+        (b.per_sec > 0.0).then(|| a.per_sec / b.per_sec)
     }
 }
