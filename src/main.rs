@@ -3,6 +3,13 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: a saga's path allocates on
+/// every hop (records, rows, replies) and glibc malloc and free were about a
+/// fifth of the process's CPU in a profile of `ordersaga bench` (BENCHMARKS.md,
+/// "The allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Behave like other command-line tools when the reader of stdout goes
     // away (`ordersaga sagas list | head`): end quietly instead of panicking
