@@ -210,6 +210,72 @@ async fn metrics_parse_and_move_when_commands_flow() {
 }
 
 #[actix_rt::test]
+async fn several_reads_in_one_request_answer_each_as_its_get_does() {
+    let broker = TestBroker::from_env();
+    let mut shop = Shop::start(&broker).await;
+    let inventory = http_of(&shop, Service::Inventory);
+    let widget = shop.product(250, 10).await;
+    let gadget = shop.product(99, 3).await;
+    // (An order of both that completes shows that both exist.)
+    let buyer = shop.user(10_000).await;
+    let order = shop.order(buyer, &[(widget, 1), (gadget, 1)]).await;
+    assert_eq!(shop.saga_end(order).await, SagaEvent::Completed);
+    // Given reads that succeed, miss, are malformed or belong elsewhere
+    let paths = [
+        format!("/products/{widget}"),
+        "/products/1c887578-cc70-481f-ac57-25ec3243f0c3".to_owned(),
+        format!("/products/{gadget}"),
+        "/products/not-a-uuid".to_owned(),
+        format!("/users/{widget}"),
+        "/nowhere".to_owned(),
+    ];
+    // When they are asked together
+    let body = serde_json::json!({ "paths": paths }).to_string();
+    let answer = request(inventory, "POST", "/reads", Some(&body)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answers = answer.json()["answers"].clone();
+    assert_eq!(
+        answers.as_array().map(Vec::len),
+        Some(paths.len()),
+        "{answers}"
+    );
+    // Then each answer, in order, is what its own GET answers (the route
+    // that does not exist is named in its problem, as a GET's would be)
+    for (path, answer) in paths.iter().zip(answers.as_array().unwrap()) {
+        let (status, body) = get(inventory, path).await;
+        assert_eq!(answer["status"], status, "{path}: {answer}");
+        if path == "/nowhere" {
+            assert_eq!(answer["body"]["code"], body["code"], "{path}");
+            assert!(answer["body"]["detail"].as_str().unwrap().contains(path));
+        } else {
+            assert_eq!(answer["body"], body, "{path}");
+        }
+    }
+    assert_eq!(answers[0]["body"]["unit_price"], 250);
+    assert_eq!(answers[2]["body"]["available"], 2);
+    assert_eq!(answers[1]["body"]["code"], "not_found");
+
+    // And a request with too many reads or an unknown field is refused
+    let many = vec![format!("/products/{widget}"); 257];
+    let refused = [
+        (
+            serde_json::json!({ "paths": many }).to_string(),
+            "too_many_reads",
+        ),
+        (
+            serde_json::json!({ "paths": [], "all": true }).to_string(),
+            "invalid_body",
+        ),
+    ];
+    for (body, code) in refused {
+        let answer = request(inventory, "POST", "/reads", Some(&body)).await;
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        assert_eq!(answer.json()["code"], code);
+    }
+    shop.stop().await;
+}
+
+#[actix_rt::test]
 async fn bad_input_gets_a_problem_body_and_changes_nothing() {
     let broker = TestBroker::from_env();
     let shop = Shop::start(&broker).await;

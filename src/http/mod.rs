@@ -9,6 +9,7 @@ pub mod auth;
 pub mod ids;
 pub mod lists;
 pub mod problem;
+pub mod reads;
 pub mod routes;
 pub mod views;
 

@@ -4,6 +4,7 @@ use super::auth::authenticate;
 use super::ids::parse_id;
 use super::lists;
 use super::problem::Problem;
+use super::reads;
 use super::views::{OrderView, ProductView, UserView};
 use super::{ApiState, Backend, MAX_BODY, OUTBOX_READY_BOUND};
 use actix_web::error::{JsonPayloadError, PathError};
@@ -25,6 +26,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/products/{id}", web::get().to(product))
         .route("/users/{id}/orders", web::get().to(lists::user_orders))
         .route("/orders/{id}", web::get().to(order))
+        .route("/reads", web::post().to(reads::reads))
         .default_service(web::to(|req: HttpRequest| async move {
             Err::<HttpResponse, _>(Problem::not_found(format!(
                 "no route {} {}",
@@ -50,6 +52,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         order,
         super::lists::products,
         super::lists::user_orders,
+        super::reads::reads,
         super::auth::authenticate
     ),
     components(schemas(
@@ -57,6 +60,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         ProductView,
         OrderView,
         super::views::SagaView,
+        super::reads::Reads,
         Problem,
         super::auth::Credentials,
         super::auth::Authenticated
@@ -201,15 +205,20 @@ async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, Problem> {
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user here", body = Problem, content_type = "application/problem+json")))]
 async fn user(state: web::Data<ApiState>, id: web::Path<String>) -> Result<HttpResponse, Problem> {
+    json_answer(user_json(&state, &id).await?)
+}
+
+/// The body of `GET /users/{id}`.
+pub(super) async fn user_json(state: &ApiState, id: &str) -> Result<Vec<u8>, Problem> {
     let Backend::Users(users) = &state.backend else {
         return Err(Problem::not_found("users live in the users service"));
     };
-    let id = parse_id("user id", &id)?;
+    let id = parse_id("user id", id)?;
     let found = users.state(id).await?;
     if !found.state.is_registered() {
         return Err(Problem::not_found(format!("no user {id}")));
     }
-    Ok(HttpResponse::Ok().json(UserView::of(id, &found.state, found.version)))
+    to_json(&UserView::of(id, &found.state, found.version))
 }
 
 /// `GET /products/{id}`.
@@ -223,15 +232,20 @@ async fn product(
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
+    json_answer(product_json(&state, &id).await?)
+}
+
+/// The body of `GET /products/{id}`.
+pub(super) async fn product_json(state: &ApiState, id: &str) -> Result<Vec<u8>, Problem> {
     let Backend::Inventory(products) = &state.backend else {
         return Err(Problem::not_found("products live in the inventory service"));
     };
-    let id = parse_id("product id", &id)?;
+    let id = parse_id("product id", id)?;
     let found = products.state(id).await?;
     if !found.state.exists() {
         return Err(Problem::not_found(format!("no product {id}")));
     }
-    Ok(HttpResponse::Ok().json(ProductView::of(id, &found.state, found.version)))
+    to_json(&ProductView::of(id, &found.state, found.version))
 }
 
 /// `GET /orders/{id}`.
@@ -242,15 +256,38 @@ async fn product(
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order here", body = Problem, content_type = "application/problem+json")))]
 async fn order(state: web::Data<ApiState>, id: web::Path<String>) -> Result<HttpResponse, Problem> {
+    json_answer(order_json(&state, &id).await?)
+}
+
+/// The body of `GET /orders/{id}`.
+pub(super) async fn order_json(state: &ApiState, id: &str) -> Result<Vec<u8>, Problem> {
     let Backend::Orders { orders, sagas } = &state.backend else {
         return Err(Problem::not_found("orders live in the orders service"));
     };
-    let id = parse_id("order id", &id)?;
+    let id = parse_id("order id", id)?;
     let found = orders.state(id).await?;
     if !found.state.is_placed() {
         return Err(Problem::not_found(format!("no order {id}")));
     }
     let saga = sagas.state(id).await?;
     let saga = (saga.version > 0).then_some(&saga.state);
-    Ok(HttpResponse::Ok().json(OrderView::of(id, &found.state, found.version, saga)))
+    to_json(&OrderView::of(id, &found.state, found.version, saga))
+}
+
+/// A view as JSON; a view that cannot be written is the service's fault.
+fn to_json<T: serde::Serialize>(view: &T) -> Result<Vec<u8>, Problem> {
+    serde_json::to_vec(view).map_err(|err| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unrenderable",
+            format!("cannot write the view as JSON: {err}"),
+        )
+    })
+}
+
+/// 200 with a JSON body.
+fn json_answer(body: Vec<u8>) -> Result<HttpResponse, Problem> {
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
