@@ -36,7 +36,7 @@ pub struct Answer {
 }
 
 /// Why a service was not asked or did not answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum DownstreamError {
     /// Its breaker is open: nobody was called.
     #[error("the {service} service is unavailable: {reason}")]
@@ -151,6 +151,19 @@ impl Downstream {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, DownstreamError> {
+        let address = self.resolve(service, target)?;
+        self.send(client, service, &address, method, path, body)
+            .await
+    }
+
+    /// The HTTP address of the `target` instance of `service`. With none,
+    /// the breaker learns there is no live instance and the answer is the
+    /// open breaker, or a failure its permit reports.
+    pub(super) fn resolve(
+        &self,
+        service: ServiceName,
+        target: Target,
+    ) -> Result<String, DownstreamError> {
         let breaker = self.breakers.of(service);
         let instance = match target {
             Target::Owner(id) => self
@@ -161,24 +174,84 @@ impl Downstream {
                 .or_else(|| self.registry.live(service).into_iter().next()),
             Target::Any => self.registry.live(service).into_iter().next(),
         };
-        let address = instance.and_then(|i| i.heartbeat.http);
-        let Some(address) = address else {
-            breaker.no_live_instance();
-            return Err(match breaker.acquire() {
-                Err(open) => DownstreamError::open(service, open),
-                Ok(permit) => {
-                    permit.failure("no live instance answers HTTP");
-                    DownstreamError::Failed {
-                        service: service.name(),
-                        address: "none".into(),
-                        cause: "no live instance answers HTTP".into(),
-                    }
+        if let Some(address) = instance.and_then(|i| i.heartbeat.http) {
+            return Ok(address);
+        }
+        breaker.no_live_instance();
+        Err(match breaker.acquire() {
+            Err(open) => DownstreamError::open(service, open),
+            Ok(permit) => {
+                permit.failure("no live instance answers HTTP");
+                DownstreamError::Failed {
+                    service: service.name(),
+                    address: "none".into(),
+                    cause: "no live instance answers HTTP".into(),
                 }
-            });
+            }
+        })
+    }
+
+    /// Calls `method path` on the instance of `service` at `address`, with
+    /// a permit of its breaker: a connection error, a timeout or a 5xx is a
+    /// failure, any other answer a success.
+    pub(super) async fn send(
+        &self,
+        client: &awc::Client,
+        service: ServiceName,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, DownstreamError> {
+        let permit = self.permit(service)?;
+        let failed = |cause: String, permit: Permit| {
+            permit.failure(&cause);
+            self.failed(service, address, cause)
         };
-        let permit = breaker
+        match self.exchange(client, address, method, path, body).await {
+            Err(cause) => Err(failed(cause, permit)),
+            Ok(answer) if answer.status.is_server_error() => {
+                Err(failed(format!("answered {}", answer.status), permit))
+            }
+            Ok(answer) => {
+                permit.success();
+                Ok(answer)
+            }
+        }
+    }
+
+    /// A permit of `service`'s breaker, or the open breaker.
+    pub(super) fn permit(&self, service: ServiceName) -> Result<Permit, DownstreamError> {
+        self.breakers
+            .of(service)
             .acquire()
-            .map_err(|open| DownstreamError::open(service, open))?;
+            .map_err(|open| DownstreamError::open(service, open))
+    }
+
+    /// A failed call to `service` at `address`.
+    pub(super) fn failed(
+        &self,
+        service: ServiceName,
+        address: &str,
+        cause: String,
+    ) -> DownstreamError {
+        DownstreamError::Failed {
+            service: service.name(),
+            address: address.to_owned(),
+            cause,
+        }
+    }
+
+    /// One HTTP exchange, within the call timeout, whatever its status;
+    /// the error says what failed.
+    pub(super) async fn exchange(
+        &self,
+        client: &awc::Client,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, String> {
         let url = format!("http://{address}{path}");
         let request = client
             .request(method, &url)
@@ -188,27 +261,13 @@ impl Downstream {
             Some(body) => request.send_json(body).await,
             None => request.send().await,
         };
-        let failed = |cause: String, permit: Permit| {
-            permit.failure(&cause);
-            DownstreamError::Failed {
-                service: service.name(),
-                address: address.clone(),
-                cause,
-            }
-        };
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(err) => return Err(failed(err.to_string(), permit)),
-        };
+        let mut response = sent.map_err(|err| err.to_string())?;
         let status = response.status();
-        let body = match response.body().limit(4 * 1024 * 1024).await {
-            Ok(body) => body,
-            Err(err) => return Err(failed(format!("reading the answer: {err}"), permit)),
-        };
-        if status.is_server_error() {
-            return Err(failed(format!("answered {status}"), permit));
-        }
-        permit.success();
+        let body = response
+            .body()
+            .limit(4 * 1024 * 1024)
+            .await
+            .map_err(|err| format!("reading the answer: {err}"))?;
         Ok(Answer { status, body })
     }
 }

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod answers;
 pub mod breaker;
 pub mod caller;
+pub mod coalesce;
 pub mod downstream;
 pub mod jwt;
 pub mod metrics;

@@ -225,11 +225,10 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, GatewayErr
     let timeout = options.call_timeout;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
-        let client = awc::Client::builder().timeout(timeout).finish();
         App::new()
             .app_data(web::Data::new(app_state.clone()))
             .app_data(web::Data::new(keys.clone()))
-            .app_data(web::Data::new(Client(client)))
+            .app_data(web::Data::new(Client::new(timeout)))
             .app_data(crate::http::routes::json_config())
             .app_data(crate::http::routes::path_config())
             .app_data(crate::http::routes::query_config())

@@ -7,8 +7,9 @@ use super::answers::{self, Position, IDEMPOTENCY_HEADER};
 use super::downstream::{Downstream, DownstreamError, Target};
 use super::readmodel::{Projector, ReadModel};
 use super::requester::{RequestError, Requester};
+use super::routes::Client;
 use crate::http::problem::Problem;
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 use ordersaga_events::topics::Service as ServiceName;
 use ordersaga_events::CommandId;
@@ -168,17 +169,24 @@ impl GatewayState {
     /// `GET path` on the owner of `id` in `service`: its status and body
     /// (JSON, passed on unparsed where the gateway needs nothing from it),
     /// or `None` when the breaker is open or the call failed, so the caller
-    /// falls back to the read model.
+    /// falls back to the read model. Coalesced with the worker's other
+    /// reads for that instance (see `coalesce.rs`).
     pub async fn read_from_service(
         &self,
-        client: &awc::Client,
+        client: &Client,
         service: ServiceName,
         id: Uuid,
         path: &str,
     ) -> Option<(StatusCode, actix_web::web::Bytes)> {
         let answer = self
             .downstream
-            .call(client, service, Target::Owner(id), Method::GET, path, None)
+            .read(
+                &client.http,
+                &client.reads,
+                service,
+                Target::Owner(id),
+                path,
+            )
             .await;
         match answer {
             Ok(answer) => Some((answer.status, answer.body)),

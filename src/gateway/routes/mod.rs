@@ -6,6 +6,7 @@ pub mod system;
 pub mod users;
 
 use super::answers::{Accepted, Position, IDEMPOTENCY_HEADER, POSITION_HEADER, STALE_HEADER};
+use super::coalesce::Coalescer;
 use super::readmodel::{ReadModel, ReadModelError};
 use super::state::{GatewayState, Idempotency, Sent};
 use crate::http::problem::Problem;
@@ -15,8 +16,23 @@ use ordersaga_events::topics::Service as ServiceName;
 use serde::Serialize;
 
 /// The HTTP client of one server worker (awc's client is not `Send`, so
-/// each worker makes its own).
-pub struct Client(pub awc::Client);
+/// each worker makes its own), and the worker's coalesced reads.
+pub struct Client {
+    /// The client.
+    pub http: awc::Client,
+    /// Single-entity reads waiting for a call in flight to their instance.
+    pub reads: Coalescer,
+}
+
+impl Client {
+    /// A worker's client, each call at most `timeout`.
+    pub fn new(timeout: std::time::Duration) -> Self {
+        Self {
+            http: awc::Client::builder().timeout(timeout).finish(),
+            reads: Coalescer::default(),
+        }
+    }
+}
 
 /// Every route.
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -196,7 +212,7 @@ pub async fn read_one<T: Serialize>(
     position: Option<Position>,
     row: impl FnOnce(&ReadModel) -> Result<Option<T>, ReadModelError>,
 ) -> Result<HttpResponse, Problem> {
-    if let Some((status, body)) = state.read_from_service(&client.0, service, id, path).await {
+    if let Some((status, body)) = state.read_from_service(client, service, id, path).await {
         return Ok(passthrough(status, body));
     }
     state.reach(position).await?;

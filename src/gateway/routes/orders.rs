@@ -235,7 +235,7 @@ async fn order_of(
     position: Option<Position>,
 ) -> Result<(Uuid, serde_json::Value, bool), Problem> {
     if let Some((status, body)) = state
-        .read_from_service(&client.0, ServiceName::Orders, id, &format!("/orders/{id}"))
+        .read_from_service(client, ServiceName::Orders, id, &format!("/orders/{id}"))
         .await
     {
         if status == StatusCode::NOT_FOUND {

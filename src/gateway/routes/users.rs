@@ -131,7 +131,7 @@ pub async fn token(
     let answer = state
         .downstream
         .call(
-            &client.0,
+            &client.http,
             ServiceName::Users,
             Target::Any,
             Method::POST,
