@@ -165,16 +165,11 @@ impl Downstream {
         target: Target,
     ) -> Result<String, DownstreamError> {
         let breaker = self.breakers.of(service);
-        let instance = match target {
-            Target::Owner(id) => self
-                .registry
-                .owner(service, id)
-                // Ownership moves during a rebalance; any live instance
-                // still answers from its store what it can.
-                .or_else(|| self.registry.live(service).into_iter().next()),
-            Target::Any => self.registry.live(service).into_iter().next(),
+        let aggregate = match target {
+            Target::Owner(id) => Some(id),
+            Target::Any => None,
         };
-        if let Some(address) = instance.and_then(|i| i.heartbeat.http) {
+        if let Some(address) = self.registry.http_for(service, aggregate) {
             return Ok(address);
         }
         breaker.no_live_instance();

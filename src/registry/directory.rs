@@ -119,20 +119,50 @@ impl Directory {
     /// `aggregate_id`, as of `now`; `None` if no live instance says it owns
     /// it (during a rebalance, say) or the partition count is not known yet.
     pub fn owner(&self, service: &str, aggregate_id: Uuid, now: DateTime<Utc>) -> Option<Instance> {
-        let live = self.live(service, now);
+        self.owner_ref(service, aggregate_id, now).cloned()
+    }
+
+    /// [`Directory::owner`] without copying the heartbeat: the gateway asks
+    /// this on every read.
+    pub fn owner_ref(
+        &self,
+        service: &str,
+        aggregate_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Option<&Instance> {
+        // Ties go to the greater instance id, so that the answer does not
+        // depend on the map's order.
+        let newest = |a: &&Instance, b: &&Instance| {
+            (a.heartbeat.sent_at, &a.heartbeat.instance_id)
+                .cmp(&(b.heartbeat.sent_at, &b.heartbeat.instance_id))
+        };
+        let live = || {
+            self.instances
+                .values()
+                .filter(move |i| i.heartbeat.service == service && i.is_live(now))
+        };
         // The newest word on the topic's size: partitions can be added.
-        let count = live
-            .iter()
+        let count = live()
             .filter(|i| i.heartbeat.partition_count.is_some())
-            .max_by_key(|i| i.heartbeat.sent_at)?
+            .max_by(newest)?
             .heartbeat
             .partition_count?;
         let partition = partition_for(aggregate_id, count);
         // Two claims overlap only while a rebalance is reported: the newer
         // heartbeat is the truer one.
-        live.into_iter()
+        live()
             .filter(|i| i.heartbeat.partitions.contains(&partition))
-            .max_by_key(|i| i.heartbeat.sent_at)
+            .max_by(newest)
+    }
+
+    /// The HTTP address of the first live instance of `service` by
+    /// instance id, if it answers HTTP ([`Directory::live`]'s first).
+    pub fn first_http(&self, service: &str, now: DateTime<Utc>) -> Option<String> {
+        self.instances
+            .values()
+            .filter(|i| i.heartbeat.service == service && i.is_live(now))
+            .min_by(|a, b| a.heartbeat.instance_id.cmp(&b.heartbeat.instance_id))
+            .and_then(|i| i.heartbeat.http.clone())
     }
 }
 
@@ -242,5 +272,33 @@ mod tests {
         );
         let owner = dir.owner("users", *orphan, later + secs(1)).unwrap();
         assert_eq!(owner.heartbeat.instance_id, "a");
+    }
+
+    #[test]
+    fn equal_claims_go_to_the_greater_instance_id_and_the_first_live_one_answers_otherwise() {
+        // Given two live instances claiming the same partitions at the same
+        // moment (a rebalance in progress), each answering HTTP
+        let mut dir = Directory::new();
+        let mut a = beat("a", t0(), State::Up, &[0, 1, 2]);
+        a.http = Some("127.0.0.1:1".into());
+        let mut b = beat("b", t0(), State::Up, &[0, 1, 2]);
+        b.http = Some("127.0.0.1:2".into());
+        dir.observe(b, t0());
+        dir.observe(a, t0());
+        // Then the owner is the same whatever the map's order, with or
+        // without a copy, and the first live instance is "a"
+        let id = Uuid::new_v4();
+        let owner = dir.owner_ref("users", id, t0()).unwrap();
+        assert_eq!(owner.heartbeat.instance_id, "b");
+        assert_eq!(dir.owner("users", id, t0()).as_ref(), Some(owner));
+        assert_eq!(
+            dir.first_http("users", t0()).as_deref(),
+            Some("127.0.0.1:1")
+        );
+        assert_eq!(dir.first_http("orders", t0()), None);
+        // And once both are silent, nobody answers
+        let late = t0() + secs(10);
+        assert!(dir.owner_ref("users", id, late).is_none());
+        assert_eq!(dir.first_http("users", late), None);
     }
 }

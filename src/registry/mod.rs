@@ -151,6 +151,21 @@ impl Registry {
         self.directory().owner(service.name(), aggregate_id, now)
     }
 
+    /// The HTTP address of the instance to ask about `aggregate_id`: its
+    /// owner, or (during a rebalance, or for `None`) the first live
+    /// instance, which still answers from its store what it can. `None`
+    /// when that instance does not answer HTTP or none is live. Copies
+    /// only the address: the gateway asks this on every read.
+    pub fn http_for(&self, service: ServiceName, aggregate_id: Option<Uuid>) -> Option<String> {
+        let now = self.clock.now();
+        let directory = self.directory();
+        let owner = aggregate_id.and_then(|id| directory.owner_ref(service.name(), id, now));
+        match owner {
+            Some(owner) => owner.heartbeat.http.clone(),
+            None => directory.first_http(service.name(), now),
+        }
+    }
+
     /// The last record of one instance, live or not (a `leaving` one too).
     pub fn last(&self, service: ServiceName, instance_id: &str) -> Option<Instance> {
         self.directory().last(service.name(), instance_id).cloned()
