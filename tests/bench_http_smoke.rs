@@ -153,6 +153,9 @@ fn a_small_http_bench_answers_every_request_and_keeps_the_invariants() {
         "{report:#}"
     );
 
+    // Each downstream read call carried one read or more.
+    assert!(number("/proxied_reads_per_call") >= 1.0, "{report:#}");
+
     // Every order was placed with enough stock and money: none cancelled,
     // each confirmed (or, on a slow machine, still settling when its wait
     // ran out: a 202), and every saga completed.

@@ -218,8 +218,10 @@ fn print_table(r: &HttpBenchReport) {
         reads.join(", ")
     );
     println!(
-        "  read_proxied vs baseline_proxy (the same two HTTP exchanges with nothing behind them): {} req/s",
-        times(r.proxied_vs_trivial_proxy)
+        "  read_proxied vs baseline_proxy (the same two HTTP exchanges with nothing behind them): {} req/s; {} reads per downstream call",
+        times(r.proxied_vs_trivial_proxy),
+        r.proxied_reads_per_call
+            .map_or_else(|| "n/a".to_owned(), |n| format!("{n:.1}"))
     );
     for phase in r.phases.iter().filter(|p| p.stale > 0) {
         println!(

@@ -115,6 +115,7 @@ impl<C: Calls> Drop for Lead<C> {
         actix_rt::spawn(async move {
             let mut batch = Some(first);
             while let Some(waiters) = batch {
+                reads_per_call(waiters.len());
                 let outcomes = match waiters.as_slice() {
                     [one] => vec![calls.one(&address, &one.path).await],
                     _ => {
@@ -149,7 +150,15 @@ pub(super) async fn read<C: Calls>(
         reads: reads.clone(),
         address: address.clone(),
     };
+    reads_per_call(1);
     calls.one(&address, path).await
+}
+
+/// Counts a downstream read call that carried `n` reads.
+fn reads_per_call(n: usize) {
+    super::metrics::gateway_metrics()
+        .reads_per_call
+        .observe(n as f64);
 }
 
 /// [`Calls`] over HTTP to an instance of `service`, guarded by its breaker.

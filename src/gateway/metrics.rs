@@ -3,8 +3,8 @@
 //! limiter, the commands waiting for replies and the projection's lag.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -15,6 +15,9 @@ pub struct GatewayMetrics {
     pub requests: IntCounterVec,
     /// Seconds from a request's arrival to its answer, by route pattern.
     pub request_seconds: HistogramVec,
+    /// Reads each downstream read call carried: 1 for a read alone, more
+    /// for a coalesced `POST /reads`.
+    pub reads_per_call: Histogram,
 }
 
 impl GatewayMetrics {
@@ -39,6 +42,17 @@ impl GatewayMetrics {
             &["route"],
         )
         .expect("a valid metric");
+        let reads_per_call = Histogram::with_opts(
+            HistogramOpts::new(
+                "ordersaga_gateway_reads_per_call",
+                "Single-entity reads each downstream call carried (1: alone; more: coalesced into POST /reads)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(reads_per_call.clone()))
+            .expect("registered once");
         registry
             .register(Box::new(requests.clone()))
             .expect("registered once");
@@ -49,6 +63,7 @@ impl GatewayMetrics {
             registry,
             requests,
             request_seconds,
+            reads_per_call,
         }
     }
 }

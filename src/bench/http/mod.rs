@@ -292,6 +292,7 @@ async fn through(
         read_goal_met,
         orders: measured.orders,
         sagas: measured.sagas,
+        proxied_reads_per_call: measured.proxied_reads_per_call,
         ..HttpBenchReport::default()
     };
     report.proxied_vs_trivial_proxy = report.per_sec_ratio(

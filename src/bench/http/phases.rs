@@ -76,6 +76,9 @@ pub(super) async fn warm_up(
 /// Everything the phases measured.
 pub(super) struct Measured {
     pub(super) phases: Vec<(PhaseKind, Tally)>,
+    /// Reads per downstream call during `read_proxied` (the gateway's
+    /// coalescing), when it made any call.
+    pub(super) proxied_reads_per_call: Option<f64>,
     pub(super) orders: OrderAnswers,
     pub(super) sagas: SagaEnds,
 }
@@ -94,6 +97,7 @@ pub(super) async fn run(
     let users = shop.tokens.len();
     let products = shop.products.len();
     let mut phases = Vec::new();
+    let mut proxied_reads_per_call = None;
     let ping = || vec![Call::get(baseline::PATH, None); n];
 
     for (kind, address, calls) in [
@@ -121,10 +125,14 @@ pub(super) async fn run(
             vec![Call::get("/products?limit=20", None); n],
         ),
     ] {
-        phases.push((
-            kind,
-            phase(client, address, calls, config, kind, false).await?,
-        ));
+        let before = reads_per_call();
+        let tally = phase(client, address, calls, config, kind, false).await?;
+        if kind == PhaseKind::ReadProxied {
+            let (calls, reads) = reads_per_call();
+            let (calls, reads) = (calls - before.0, reads - before.1);
+            proxied_reads_per_call = (calls > 0).then(|| reads / calls as f64);
+        }
+        phases.push((kind, tally));
     }
 
     // Order i: user i mod U, one unit of a product that moves on with each
@@ -170,9 +178,17 @@ pub(super) async fn run(
 
     Ok(Measured {
         phases,
+        proxied_reads_per_call,
         orders,
         sagas,
     })
+}
+
+/// The gateway's downstream read calls so far, and the reads they carried
+/// (from its metrics: the bench runs the gateway in its own process).
+fn reads_per_call() -> (u64, f64) {
+    let histogram = &crate::gateway::metrics::gateway_metrics().reads_per_call;
+    (histogram.get_sample_count(), histogram.get_sample_sum())
 }
 
 /// How the orders' 2xx answers ended, and the ids of the orders placed

@@ -273,6 +273,9 @@ pub struct HttpBenchReport {
     /// `read_proxied`'s requests/s ÷ `baseline_proxy`'s: how close the
     /// gateway's proxied read comes to the cheapest two-exchange read.
     pub proxied_vs_trivial_proxy: Option<f64>,
+    /// Reads per downstream call during `read_proxied`: 1 when every read
+    /// went alone, more when the gateway coalesced them.
+    pub proxied_reads_per_call: Option<f64>,
     /// How the orders' answers ended.
     pub orders: OrderAnswers,
     /// How their sagas ended.
