@@ -17,6 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The largest answer the gateway reads from a service: a `POST /reads`
+/// of 256 orders of 100 lines each, with their sagas, stays well below it.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
 /// Which instance of a service to ask.
 #[derive(Clone, Copy, Debug)]
 pub enum Target {
@@ -260,7 +264,7 @@ impl Downstream {
         let status = response.status();
         let body = response
             .body()
-            .limit(4 * 1024 * 1024)
+            .limit(MAX_ANSWER)
             .await
             .map_err(|err| format!("reading the answer: {err}"))?;
         Ok(Answer { status, body })
