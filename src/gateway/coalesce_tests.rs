@@ -88,6 +88,14 @@ async fn until_waiting(reads: &Coalescer, n: usize) {
     panic!("{} reads wait, not {n}", reads.waiting());
 }
 
+/// Receives the next call, checks that it carries `paths`, and lets it
+/// answer.
+async fn answer_next(received: &mut mpsc::UnboundedReceiver<Call>, paths: &[&str]) {
+    let call = received.recv().await.unwrap();
+    assert_eq!(call.paths, paths);
+    call.release.send(()).unwrap();
+}
+
 async fn body(outcome: oneshot::Receiver<Outcome>) -> String {
     let answer = outcome.await.expect("the read ended").expect("answered");
     String::from_utf8(answer.body.to_vec()).unwrap()
@@ -108,9 +116,7 @@ async fn a_lone_read_is_a_plain_get_and_leaves_the_lane_idle() {
     // And the lane is idle: the next read is a call of its own again
     assert!(reads.lanes.borrow().is_empty());
     let (outcome, _) = spawn_read(&calls, &reads, "/products/b");
-    let call = received.recv().await.unwrap();
-    assert_eq!(call.paths, ["/products/b"]);
-    call.release.send(()).unwrap();
+    answer_next(&mut received, &["/products/b"]).await;
     assert_eq!(body(outcome).await, "/products/b");
 }
 
@@ -145,9 +151,7 @@ async fn reads_behind_a_call_go_together_after_it_and_never_join_a_call_already_
     for (outcome, path) in behind.into_iter().zip(["/b", "/c", "/d"]) {
         assert_eq!(body(outcome).await, path);
     }
-    let next = received.recv().await.unwrap();
-    assert_eq!(next.paths, ["/e"]);
-    next.release.send(()).unwrap();
+    answer_next(&mut received, &["/e"]).await;
     assert_eq!(body(late).await, "/e");
     until_waiting(&reads, 0).await;
     for _ in 0..100 {
@@ -169,9 +173,7 @@ async fn a_cancelled_call_still_hands_its_waiting_reads_on() {
     lead_task.abort();
     drop(lead);
     // Then the waiting read is still sent and answered
-    let next = received.recv().await.unwrap();
-    assert_eq!(next.paths, ["/b"]);
-    next.release.send(()).unwrap();
+    answer_next(&mut received, &["/b"]).await;
     assert_eq!(body(waiting).await, "/b");
 }
 
