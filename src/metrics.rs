@@ -28,6 +28,14 @@ pub struct Metrics {
     pub saga_events: IntCounterVec,
     /// Each consumed partition's lag, from the consumers' statistics.
     pub consumer_lag: IntGaugeVec,
+    /// Commands a service's consumer has taken and not finished yet: it
+    /// takes no more than its window, so a value stuck at the window means
+    /// a consumer that has stopped consuming.
+    pub consumer_in_flight: IntGaugeVec,
+    /// Records delivered again while their first delivery was still running
+    /// (after a rebalance the consumer resumes from the oldest unfinished
+    /// offset): skipped, since the running one answers them.
+    pub redelivered_in_flight: IntCounterVec,
     /// Password checks made by the login backend, by result. An unknown
     /// account is checked too (against a dummy hash), so it counts here.
     pub password_checks: IntCounterVec,
@@ -84,10 +92,33 @@ impl Metrics {
             &["service", "topic", "partition"],
         )
         .expect("a valid metric");
-        registry
-            .register(Box::new(consumer_lag.clone()))
-            .expect("registered once");
-        for metric in [&commands, &dead_letters, &saga_events] {
+        let consumer_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "ordersaga_consumer_in_flight",
+                "Commands the consumer has taken and not finished (at most its window)",
+            ),
+            &["service"],
+        )
+        .expect("a valid metric");
+        let redelivered_in_flight = IntCounterVec::new(
+            Opts::new(
+                "ordersaga_consumer_redelivered_in_flight_total",
+                "Records delivered again while their first delivery still ran, skipped",
+            ),
+            &["service"],
+        )
+        .expect("a valid metric");
+        for gauge in [&consumer_lag, &consumer_in_flight] {
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("registered once");
+        }
+        for metric in [
+            &commands,
+            &dead_letters,
+            &saga_events,
+            &redelivered_in_flight,
+        ] {
             registry
                 .register(Box::new(metric.clone()))
                 .expect("registered once");
@@ -105,6 +136,8 @@ impl Metrics {
             dead_letters,
             saga_events,
             consumer_lag,
+            consumer_in_flight,
+            redelivered_in_flight,
             password_checks,
         }
     }

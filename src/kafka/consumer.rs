@@ -19,9 +19,16 @@
 //! A record that cannot be decoded, or whose command keeps failing, goes to
 //! the dead-letter topic with the reason, in the same transaction as its
 //! offset, and consumption continues.
+//!
+//! At most `window` commands run at once. The consumer keeps polling with a
+//! full window, so that the group's rebalances are served at once; what
+//! arrives then is held and its partition paused ([`super::held`]). After
+//! a rebalance the records still running are delivered again, and skipped
+//! ([`InFlight::begin`]).
 
 use super::deadletter;
 pub use super::decode::{command_decoder, decode_command, Decoder, Refusal};
+use super::held::Held;
 use super::key_order::KeyOrder;
 pub use super::offsets::JournalOffsets;
 use super::offsets::{InFlight, Partition};
@@ -150,6 +157,7 @@ pub async fn run<A: Aggregate>(
     };
     let mut in_flight = InFlight::default();
     let mut order: KeyOrder<uuid::Uuid, Work<A>> = KeyOrder::default();
+    let mut held = Held::default();
     let window = ctx.settings.window.max(1);
     let mut commit = tokio::time::interval(COMMIT_INTERVAL);
     commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -165,12 +173,26 @@ pub async fn run<A: Aggregate>(
             Some(done) = done_rx.recv() => {
                 next_of_key(&ctx, &mut order, &done);
                 finish(&ctx, &consumer, &mut in_flight, done).await;
+                // Room again: what was held goes first, in arrival order.
+                while in_flight.count < window {
+                    let Some(message) = held.next() else { break };
+                    dispatch(&ctx, &decode, &mut in_flight, &mut order, message).await;
+                }
+                if held.is_empty() {
+                    held.resume(&consumer, name);
+                }
             }
-            received = consumer.recv(), if in_flight.count < window => {
+            // Polled even with a full window, so that rebalances are served
+            // (see `held`): what arrives then waits there.
+            received = consumer.recv() => {
                 match received {
                     Ok(message) => {
                         let message = message.detach();
-                        dispatch(&ctx, &decode, &mut in_flight, &mut order, message).await;
+                        if in_flight.count < window && held.is_empty() {
+                            dispatch(&ctx, &decode, &mut in_flight, &mut order, message).await;
+                        } else {
+                            held.hold(&consumer, name, message);
+                        }
                     }
                     Err(err) => {
                         tracing::warn!(service = name, cause = %err, "consume error");
@@ -179,6 +201,13 @@ pub async fn run<A: Aggregate>(
                 }
             }
         }
+    }
+    if !held.is_empty() {
+        tracing::info!(
+            service = name,
+            held = held.len(),
+            "stopping with records held back by a full window; they are consumed again on restart"
+        );
     }
     let deadline = tokio::time::Instant::now() + ctx.settings.drain_timeout;
     while in_flight.count > 0 {
@@ -269,6 +298,7 @@ async fn finish<A: Aggregate>(
     done: Done,
 ) {
     let mark = in_flight.finish(&done.partition, done.offset);
+    in_flight_gauge(ctx.name, in_flight);
     let (topic, partition) = &done.partition;
     // Committed group offsets are informational (lag); the journal decides.
     let _ = consumer.store_offset(topic, *partition, mark - 1);
@@ -298,6 +328,14 @@ async fn finish<A: Aggregate>(
     }
 }
 
+/// Shows how many commands `service`'s consumer has in flight.
+fn in_flight_gauge(service: &'static str, in_flight: &InFlight) {
+    crate::metrics::metrics()
+        .consumer_in_flight
+        .with_label_values(&[service])
+        .set(in_flight.count as i64);
+}
+
 async fn dispatch<A: Aggregate>(
     ctx: &Context<A>,
     decode: &Decoder<A::Command>,
@@ -307,7 +345,21 @@ async fn dispatch<A: Aggregate>(
 ) {
     let partition = (message.topic().to_string(), message.partition());
     let offset = message.offset();
-    let mark = in_flight.begin(&partition, offset);
+    let Some(mark) = in_flight.begin(&partition, offset) else {
+        tracing::debug!(
+            service = ctx.name,
+            topic = %partition.0,
+            partition = partition.1,
+            offset,
+            "delivered again while its first delivery runs (a rebalance); that one answers it"
+        );
+        crate::metrics::metrics()
+            .redelivered_in_flight
+            .with_label_values(&[ctx.name])
+            .inc();
+        return;
+    };
+    in_flight_gauge(ctx.name, in_flight);
     let consumed = ConsumedOffset {
         topic: partition.0.clone(),
         partition: partition.1,

@@ -156,13 +156,23 @@ pub(crate) struct InFlight {
 impl InFlight {
     /// Registers `offset` and returns the offset to store with it: the oldest
     /// still in flight before it, or the one after it if there is none.
-    pub(crate) fn begin(&mut self, partition: &Partition, offset: i64) -> i64 {
+    ///
+    /// `None` when `offset` is in flight already. After a rebalance the
+    /// consumer resumes each partition it keeps at its low-water mark, so the
+    /// records still running are delivered a second time. Such a copy must
+    /// be neither counted (its one finish would leave the count too high for
+    /// good, and a consumer whose count reaches its window stops consuming)
+    /// nor run: the first delivery answers it.
+    pub(crate) fn begin(&mut self, partition: &Partition, offset: i64) -> Option<i64> {
         let set = self.offsets.entry(partition.clone()).or_default();
+        if set.contains(&offset) {
+            return None;
+        }
         let mark = set.first().copied().unwrap_or(offset + 1);
         set.insert(offset);
         self.seen.insert(partition.clone(), offset + 1);
         self.count += 1;
-        mark
+        Some(mark)
     }
 
     /// Marks `offset` done; returns the partition's low-water mark now.
@@ -185,12 +195,31 @@ mod tests {
     fn the_low_water_mark_never_passes_an_unfinished_offset() {
         let mut f = InFlight::default();
         let p = ("t".to_string(), 0);
-        assert_eq!(f.begin(&p, 10), 11);
-        assert_eq!(f.begin(&p, 11), 10, "10 is still in flight");
-        assert_eq!(f.begin(&p, 12), 10);
+        assert_eq!(f.begin(&p, 10), Some(11));
+        assert_eq!(f.begin(&p, 11), Some(10), "10 is still in flight");
+        assert_eq!(f.begin(&p, 12), Some(10));
         assert_eq!(f.finish(&p, 12), 10);
         assert_eq!(f.finish(&p, 10), 11);
         assert_eq!(f.finish(&p, 11), 13);
+        assert_eq!(f.count, 0);
+    }
+
+    #[test]
+    fn a_record_delivered_again_while_it_runs_is_neither_counted_nor_run() {
+        // Given 10 and 11 in flight when a rebalance hands the partition
+        // back from 10,
+        let mut f = InFlight::default();
+        let p = ("t".to_string(), 0);
+        f.begin(&p, 10);
+        f.begin(&p, 11);
+        f.finish(&p, 11);
+        // when 10 and 11 are delivered again while 10 still runs,
+        assert_eq!(f.begin(&p, 10), None, "10 runs already");
+        assert_eq!(f.begin(&p, 11), Some(10), "11 finished: it runs again");
+        assert_eq!(f.count, 2);
+        // then finishing each once leaves nothing in flight.
+        f.finish(&p, 10);
+        assert_eq!(f.finish(&p, 11), 12);
         assert_eq!(f.count, 0);
     }
 }
