@@ -5,6 +5,7 @@
 //! never appears in a log, a metric or an answer; `Debug` of [`TokenKeys`]
 //! prints no key.
 
+use super::token_cache;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,8 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     issuer: String,
     lifetime: Duration,
+    /// Names these keys in the verified-token cache.
+    cache_id: u128,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -132,6 +135,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(key),
             issuer: issuer.into(),
             lifetime,
+            cache_id: Uuid::new_v4().as_u128(),
         })
     }
 
@@ -160,6 +164,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(&key),
             issuer,
             lifetime,
+            cache_id: Uuid::new_v4().as_u128(),
         }
     }
 
@@ -187,13 +192,33 @@ impl TokenKeys {
     }
 
     /// The claims of `token` if it is signed with this key, by this issuer,
-    /// and not expired.
+    /// and not expired. A token this thread verified before is only checked
+    /// for expiry ([`super::token_cache`]).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_at(token, Utc::now().timestamp())
+    }
+
+    /// [`TokenKeys::verify`] at `now` (seconds since the epoch) for a token
+    /// verified before; a first check uses the system clock.
+    fn verify_at(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        if let Some(claims) = token_cache::get(self.cache_id, token) {
+            if claims.exp < now - LEEWAY as i64 {
+                token_cache::forget(token);
+                return Err(TokenError::Expired);
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_fully(token)?;
+        token_cache::put(self.cache_id, token, &claims);
+        Ok(claims)
+    }
+
+    /// Signature, issuer and expiry, checked from scratch.
+    fn verify_fully(&self, token: &str) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        // Clocks of one deployment agree to within seconds.
-        validation.leeway = 5;
+        validation.leeway = LEEWAY;
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
             .map_err(|err| match err.kind() {
@@ -205,6 +230,10 @@ impl TokenKeys {
             })
     }
 }
+
+/// Seconds a token is still accepted after its `exp`: clocks of one
+/// deployment agree to within seconds.
+const LEEWAY: u64 = 5;
 
 #[cfg(test)]
 mod tests {
@@ -303,5 +332,70 @@ mod tests {
         let shown = format!("{:?}", keys(KEY));
         assert!(!shown.contains(KEY));
         assert!(shown.contains("ordersaga-test"));
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_refused_once_it_expires() {
+        // Given a token for one minute, verified once (and so remembered),
+        let keys = TokenKeys::new(
+            KEY.as_bytes(),
+            "test",
+            "ordersaga-test",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let now = Utc::now();
+        let token = keys.issue(Uuid::new_v4(), vec![], now).unwrap();
+        assert!(keys.verify(&token).is_ok());
+        assert!(super::token_cache::get(keys.cache_id, &token).is_some());
+        // when it is used again within its life, it is accepted,
+        let t = now.timestamp();
+        assert!(keys.verify_at(&token, t + 60 + LEEWAY as i64).is_ok());
+        // and after its expiry and the leeway, it is refused as expired,
+        assert_eq!(
+            keys.verify_at(&token, t + 61 + LEEWAY as i64),
+            Err(TokenError::Expired)
+        );
+        // and forgotten: the next check is a full one again.
+        assert_eq!(super::token_cache::get(keys.cache_id, &token), None);
+    }
+
+    #[test]
+    fn a_token_remembered_under_one_key_is_checked_afresh_under_another() {
+        let token = keys(KEY)
+            .issue(Uuid::new_v4(), vec![ADMIN.into()], Utc::now())
+            .unwrap();
+        let first = keys(KEY);
+        assert!(first.verify(&token).is_ok(), "remembered under `first`");
+        let other_key = keys("fedcba9876543210fedcba9876543210");
+        assert!(matches!(
+            other_key.verify(&token),
+            Err(TokenError::Invalid(_))
+        ));
+        let other_issuer = TokenKeys::new(
+            KEY.as_bytes(),
+            "test",
+            "someone-else",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(other_issuer.verify(&token), Err(TokenError::WrongIssuer));
+        // A refused token is not remembered: `first` still accepts it from
+        // its own entry, and the others still refuse it.
+        assert!(first.verify(&token).is_ok());
+        assert!(matches!(
+            other_key.verify(&token),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let keys = keys(KEY);
+        for _ in 0..super::token_cache::CAPACITY + 10 {
+            let token = keys.issue(Uuid::new_v4(), vec![], Utc::now()).unwrap();
+            keys.verify(&token).unwrap();
+        }
+        assert!(super::token_cache::len() <= super::token_cache::CAPACITY);
     }
 }

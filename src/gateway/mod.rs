@@ -5,7 +5,8 @@
 //! that owns the aggregate, found through the heartbeat registry
 //! ([`downstream`]), protects every downstream service with a circuit
 //! breaker ([`breaker`]), limits request rates per user and per client IP
-//! ([`ratelimit`]), authenticates with JWTs ([`jwt`], [`caller`]) and serves
+//! ([`ratelimit`]), authenticates with JWTs ([`jwt`], [`caller`], remembered per thread once
+//! verified: [`token_cache`]) and serves
 //! lists from read models it projects from the event topics into its own
 //! sled store ([`readmodel`]).
 //!
@@ -26,5 +27,6 @@ pub mod requester;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod token_cache;
 
 pub use server::{start, GatewayError, GatewayOptions, RunningGateway};
