@@ -20,15 +20,11 @@
 //! the dead-letter topic with the reason, in the same transaction as its
 //! offset, and consumption continues.
 //!
-//! At most `window` commands run at once. The consumer keeps polling with a
-//! full window, so that the group's rebalances are served at once; what
-//! arrives then is held and its partition paused ([`super::held`]). After
-//! a rebalance the records still running are delivered again, and skipped
-//! ([`InFlight::begin`]).
+//! At most `window` commands run at once. After a rebalance the records
+//! still running are delivered again, and skipped ([`InFlight::begin`]).
 
 use super::deadletter;
 pub use super::decode::{command_decoder, decode_command, Decoder, Refusal};
-use super::held::Held;
 use super::key_order::KeyOrder;
 pub use super::offsets::JournalOffsets;
 use super::offsets::{InFlight, Partition};
@@ -157,7 +153,6 @@ pub async fn run<A: Aggregate>(
     };
     let mut in_flight = InFlight::default();
     let mut order: KeyOrder<uuid::Uuid, Work<A>> = KeyOrder::default();
-    let mut held = Held::default();
     let window = ctx.settings.window.max(1);
     let mut commit = tokio::time::interval(COMMIT_INTERVAL);
     commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,26 +168,12 @@ pub async fn run<A: Aggregate>(
             Some(done) = done_rx.recv() => {
                 next_of_key(&ctx, &mut order, &done);
                 finish(&ctx, &consumer, &mut in_flight, done).await;
-                // Room again: what was held goes first, in arrival order.
-                while in_flight.count < window {
-                    let Some(message) = held.next() else { break };
-                    dispatch(&ctx, &decode, &mut in_flight, &mut order, message).await;
-                }
-                if held.is_empty() {
-                    held.resume(&consumer, name);
-                }
             }
-            // Polled even with a full window, so that rebalances are served
-            // (see `held`): what arrives then waits there.
-            received = consumer.recv() => {
+            received = consumer.recv(), if in_flight.count < window => {
                 match received {
                     Ok(message) => {
                         let message = message.detach();
-                        if in_flight.count < window && held.is_empty() {
-                            dispatch(&ctx, &decode, &mut in_flight, &mut order, message).await;
-                        } else {
-                            held.hold(&consumer, name, message);
-                        }
+                        dispatch(&ctx, &decode, &mut in_flight, &mut order, message).await;
                     }
                     Err(err) => {
                         tracing::warn!(service = name, cause = %err, "consume error");
@@ -201,13 +182,6 @@ pub async fn run<A: Aggregate>(
                 }
             }
         }
-    }
-    if !held.is_empty() {
-        tracing::info!(
-            service = name,
-            held = held.len(),
-            "stopping with records held back by a full window; they are consumed again on restart"
-        );
     }
     let deadline = tokio::time::Instant::now() + ctx.settings.drain_timeout;
     while in_flight.count > 0 {

@@ -16,7 +16,6 @@ pub mod deadletter;
 pub mod decode;
 pub mod embedded;
 pub mod heartbeat;
-mod held;
 pub mod key_order;
 pub mod liveness;
 pub mod offsets;
