@@ -374,23 +374,3 @@ async fn corrupt_event_bytes_are_an_error_not_a_panic() {
     let err = counters.send(CounterCommand::Add(id, 1)).await.unwrap_err();
     assert_eq!(err.code(), "corrupt_store", "{err}");
 }
-
-#[actix_rt::test]
-async fn states_answers_several_aggregates_in_the_order_asked_as_state_does() {
-    // Given two registered users with different balances and an unknown id,
-    let users = UserService::start(journal(), ServiceConfig::default());
-    let (ada, eve) = (UserId::new(), UserId::new());
-    users.send(register(ada, "ada@example.com")).await.unwrap();
-    users.send(register(eve, "eve@example.com")).await.unwrap();
-    users.send(deposit(eve, 700)).await.unwrap();
-    let unknown = UserId::new();
-    // when their states are asked together, one id twice,
-    let ids = [eve, unknown, ada, eve].map(|id| id.as_uuid());
-    let states = users.states(ids.to_vec()).await.unwrap();
-    // then each answer is what a single read gives, in the order asked.
-    assert_eq!(states.len(), ids.len());
-    for (id, state) in ids.iter().zip(states) {
-        assert_eq!(state.unwrap(), users.state(*id).await.unwrap(), "{id}");
-    }
-    assert!(users.states(Vec::new()).await.unwrap().is_empty());
-}

@@ -10,9 +10,6 @@ use super::{ApiState, Backend, MAX_BODY, OUTBOX_READY_BOUND};
 use actix_web::error::{JsonPayloadError, PathError};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use ordersaga_actors::aggregates::{Product, User};
-use ordersaga_actors::recovery::Recovered;
-use ordersaga_actors::ServiceError;
 use serde_json::json;
 
 /// Every route. Each service answers the queries of its own aggregates;
@@ -217,15 +214,7 @@ pub(super) async fn user_json(state: &ApiState, id: &str) -> Result<Vec<u8>, Pro
         return Err(Problem::not_found("users live in the users service"));
     };
     let id = parse_id("user id", id)?;
-    user_answer(id, users.state(id).await)
-}
-
-/// The body of `GET /users/{id}` for the state `found`.
-pub(super) fn user_answer(
-    id: uuid::Uuid,
-    found: Result<Recovered<User>, ServiceError>,
-) -> Result<Vec<u8>, Problem> {
-    let found = found?;
+    let found = users.state(id).await?;
     if !found.state.is_registered() {
         return Err(Problem::not_found(format!("no user {id}")));
     }
@@ -252,15 +241,7 @@ pub(super) async fn product_json(state: &ApiState, id: &str) -> Result<Vec<u8>, 
         return Err(Problem::not_found("products live in the inventory service"));
     };
     let id = parse_id("product id", id)?;
-    product_answer(id, products.state(id).await)
-}
-
-/// The body of `GET /products/{id}` for the state `found`.
-pub(super) fn product_answer(
-    id: uuid::Uuid,
-    found: Result<Recovered<Product>, ServiceError>,
-) -> Result<Vec<u8>, Problem> {
-    let found = found?;
+    let found = products.state(id).await?;
     if !found.state.exists() {
         return Err(Problem::not_found(format!("no product {id}")));
     }

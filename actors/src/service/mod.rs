@@ -26,7 +26,7 @@ use actix::prelude::*;
 use actix::ArbiterHandle;
 use mailbox::Mailbox;
 use ordersaga_events::{CommandEnvelope, Reply, StreamId};
-use router::{CountEntities, EntityCounters, InspectEntity, InspectMany, Route, Router, Shutdown};
+use router::{CountEntities, EntityCounters, InspectEntity, Route, Router, Shutdown};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -231,21 +231,6 @@ impl<A: Aggregate> Service<A> {
         }
         self.router.do_send(InspectEntity { id, respond });
         rx.await.map_err(|_| ServiceError::Stopped)?
-    }
-
-    /// The live states of aggregates `ids`, in that order, each as its
-    /// entity holds it (or why it cannot be read). Cheaper than one
-    /// [`Service::state`] per id from another thread: one message each way.
-    pub async fn states(
-        &self,
-        ids: Vec<Uuid>,
-    ) -> Result<Vec<Result<Recovered<A>, ServiceError>>, ServiceError> {
-        let (respond, rx) = oneshot::channel();
-        if !self.router.connected() {
-            return Err(ServiceError::Stopped);
-        }
-        self.router.do_send(InspectMany { ids, respond });
-        rx.await.map_err(|_| ServiceError::Stopped)
     }
 
     /// Stops the router and its entities; commands already queued are

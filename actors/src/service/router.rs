@@ -48,18 +48,6 @@ impl<A: Aggregate> Message for InspectEntity<A> {
     type Result = ();
 }
 
-/// Read several aggregates' states through their entities, answered
-/// together in the order asked: one message each way between the caller's
-/// thread and the router's, however many aggregates.
-pub(crate) struct InspectMany<A: Aggregate> {
-    pub ids: Vec<Uuid>,
-    pub respond: oneshot::Sender<Vec<Result<Recovered<A>, ServiceError>>>,
-}
-
-impl<A: Aggregate> Message for InspectMany<A> {
-    type Result = ();
-}
-
 /// Stop every entity (after the commands already queued) and the router.
 pub(crate) struct Shutdown {
     pub done: oneshot::Sender<()>,
@@ -279,27 +267,6 @@ impl<A: Aggregate> Handler<InspectEntity<A>> for Router<A> {
 
     fn handle(&mut self, msg: InspectEntity<A>, ctx: &mut Self::Context) {
         self.with_entity(msg.id, Parked::Inspect(msg), ctx);
-    }
-}
-
-impl<A: Aggregate> Handler<InspectMany<A>> for Router<A> {
-    type Result = ();
-
-    fn handle(&mut self, msg: InspectMany<A>, ctx: &mut Self::Context) {
-        let mut answers = Vec::with_capacity(msg.ids.len());
-        for id in msg.ids {
-            let (respond, answer) = oneshot::channel();
-            self.with_entity(id, Parked::Inspect(InspectEntity { id, respond }), ctx);
-            answers.push(answer);
-        }
-        let respond = msg.respond;
-        actix::spawn(async move {
-            let mut states = Vec::with_capacity(answers.len());
-            for answer in answers {
-                states.push(answer.await.unwrap_or(Err(ServiceError::Stopped)));
-            }
-            let _ = respond.send(states);
-        });
     }
 }
 
