@@ -9,12 +9,10 @@
 mod support;
 
 use ordersaga::node::{self, NodeOptions};
-use ordersaga_actors::aggregates::User;
-use ordersaga_actors::recovery::decode_stored;
 use ordersaga_events::codec::Format;
 use ordersaga_events::topics::{Service, USERS_COMMANDS};
-use ordersaga_events::user::{Password, UserCommand, UserEvent};
-use ordersaga_events::{Cents, CommandEnvelope, StreamId, StreamKind, UserId};
+use ordersaga_events::user::{Password, UserCommand};
+use ordersaga_events::{Cents, CommandEnvelope, UserId};
 use support::{producer, send, Probe, TestBroker};
 
 const USERS: usize = 8;
@@ -83,29 +81,7 @@ async fn retried_commands_are_never_overtaken_by_later_ones_for_the_same_aggrega
 
     // then every stream holds them in the order they were produced.
     for user_id in &users {
-        let stream = StreamId::new(StreamKind::User, user_id.as_uuid());
-        let events: Vec<UserEvent> = running
-            .journal()
-            .read_stream(&stream, 1)
-            .map(|item| {
-                let (sequence, bytes) = item.expect("readable");
-                decode_stored::<User>(&stream, sequence, &bytes)
-                    .expect("decodable")
-                    .payload
-            })
-            .collect();
-        assert!(
-            matches!(events.first(), Some(UserEvent::Registered { .. })),
-            "{user_id}: {events:?}"
-        );
-        let deposits: Vec<u64> = events[1..]
-            .iter()
-            .map(|event| match event {
-                UserEvent::Deposited { amount } => amount.0,
-                other => panic!("{user_id}: unexpected {other:?}"),
-            })
-            .collect();
-        assert_eq!(deposits, (1..=DEPOSITS).collect::<Vec<_>>(), "{user_id}");
+        support::assert_registered_then_deposits(running.journal(), *user_id, DEPOSITS);
     }
     running.stop().await;
 }

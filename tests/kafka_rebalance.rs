@@ -12,12 +12,10 @@ mod support;
 use ordersaga::kafka::clients::{self, Membership};
 use ordersaga::metrics::metrics;
 use ordersaga::node::{self, NodeOptions};
-use ordersaga_actors::aggregates::User;
-use ordersaga_actors::recovery::decode_stored;
 use ordersaga_events::codec::{decode, Format};
 use ordersaga_events::topics::{Service, USERS_COMMANDS};
-use ordersaga_events::user::{Password, UserCommand, UserEvent};
-use ordersaga_events::{Cents, CommandEnvelope, Reply, StreamId, StreamKind, UserId};
+use ordersaga_events::user::{Password, UserCommand};
+use ordersaga_events::{Cents, CommandEnvelope, Reply, UserId};
 use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::Message;
 use std::collections::HashSet;
@@ -176,29 +174,7 @@ async fn commands_in_flight_during_rebalances_are_answered_once_and_the_consumer
     );
     // and each stream holds its commands once, in the order produced.
     for user_id in &users {
-        let stream = StreamId::new(StreamKind::User, user_id.as_uuid());
-        let events: Vec<UserEvent> = running
-            .journal()
-            .read_stream(&stream, 1)
-            .map(|item| {
-                let (sequence, bytes) = item.expect("readable");
-                decode_stored::<User>(&stream, sequence, &bytes)
-                    .expect("decodable")
-                    .payload
-            })
-            .collect();
-        assert!(
-            matches!(events.first(), Some(UserEvent::Registered { .. })),
-            "{user_id}: {events:?}"
-        );
-        let deposits: Vec<u64> = events[1..]
-            .iter()
-            .map(|event| match event {
-                UserEvent::Deposited { amount } => amount.0,
-                other => panic!("{user_id}: unexpected {other:?}"),
-            })
-            .collect();
-        assert_eq!(deposits, (1..=DEPOSITS).collect::<Vec<_>>(), "{user_id}");
+        support::assert_registered_then_deposits(running.journal(), *user_id, DEPOSITS);
     }
     running.stop().await;
 }

@@ -240,11 +240,16 @@ mod tests {
     use super::*;
 
     fn keys(secret: &str) -> TokenKeys {
+        keys_for(secret, "ordersaga-test", 3600)
+    }
+
+    /// Keys for `issuer` whose tokens live `seconds`.
+    fn keys_for(secret: &str, issuer: &str, seconds: u64) -> TokenKeys {
         TokenKeys::new(
             secret.as_bytes(),
             "test",
-            "ordersaga-test",
-            Duration::from_secs(3600),
+            issuer,
+            Duration::from_secs(seconds),
         )
         .expect("a long key")
     }
@@ -283,13 +288,7 @@ mod tests {
             other_key.verify(&token),
             Err(TokenError::Invalid(_))
         ));
-        let other_issuer = TokenKeys::new(
-            KEY.as_bytes(),
-            "test",
-            "someone-else",
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let other_issuer = keys_for(KEY, "someone-else", 60);
         assert_eq!(other_issuer.verify(&token), Err(TokenError::WrongIssuer));
     }
 
@@ -337,13 +336,7 @@ mod tests {
     #[test]
     fn a_remembered_token_is_still_refused_once_it_expires() {
         // Given a token for one minute, verified once (and so remembered),
-        let keys = TokenKeys::new(
-            KEY.as_bytes(),
-            "test",
-            "ordersaga-test",
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let keys = keys_for(KEY, "ordersaga-test", 60);
         let now = Utc::now();
         let token = keys.issue(Uuid::new_v4(), vec![], now).unwrap();
         assert!(keys.verify(&token).is_ok());
@@ -372,13 +365,7 @@ mod tests {
             other_key.verify(&token),
             Err(TokenError::Invalid(_))
         ));
-        let other_issuer = TokenKeys::new(
-            KEY.as_bytes(),
-            "test",
-            "someone-else",
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let other_issuer = keys_for(KEY, "someone-else", 60);
         assert_eq!(other_issuer.verify(&token), Err(TokenError::WrongIssuer));
         // A refused token is not remembered: `first` still accepts it from
         // its own entry, and the others still refuse it.

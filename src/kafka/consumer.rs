@@ -110,6 +110,9 @@ struct Context<A: Aggregate> {
     settings: ConsumerSettings,
     reply_topics: ReplyTopics,
     done: mpsc::UnboundedSender<Done>,
+    /// This service's `ordersaga_consumer_in_flight`, looked up once: it is
+    /// set on every command's start and finish.
+    in_flight_gauge: prometheus::IntGauge,
 }
 
 impl<A: Aggregate> Clone for Context<A> {
@@ -123,6 +126,7 @@ impl<A: Aggregate> Clone for Context<A> {
             settings: self.settings.clone(),
             reply_topics: self.reply_topics.clone(),
             done: self.done.clone(),
+            in_flight_gauge: self.in_flight_gauge.clone(),
         }
     }
 }
@@ -150,6 +154,9 @@ pub async fn run<A: Aggregate>(
         name,
         settings,
         done: done_tx,
+        in_flight_gauge: crate::metrics::metrics()
+            .consumer_in_flight
+            .with_label_values(&[name]),
     };
     let mut in_flight = InFlight::default();
     let mut order: KeyOrder<uuid::Uuid, Work<A>> = KeyOrder::default();
@@ -272,7 +279,7 @@ async fn finish<A: Aggregate>(
     done: Done,
 ) {
     let mark = in_flight.finish(&done.partition, done.offset);
-    in_flight_gauge(ctx.name, in_flight);
+    ctx.in_flight_gauge.set(in_flight.count as i64);
     let (topic, partition) = &done.partition;
     // Committed group offsets are informational (lag); the journal decides.
     let _ = consumer.store_offset(topic, *partition, mark - 1);
@@ -302,14 +309,6 @@ async fn finish<A: Aggregate>(
     }
 }
 
-/// Shows how many commands `service`'s consumer has in flight.
-fn in_flight_gauge(service: &'static str, in_flight: &InFlight) {
-    crate::metrics::metrics()
-        .consumer_in_flight
-        .with_label_values(&[service])
-        .set(in_flight.count as i64);
-}
-
 async fn dispatch<A: Aggregate>(
     ctx: &Context<A>,
     decode: &Decoder<A::Command>,
@@ -333,7 +332,7 @@ async fn dispatch<A: Aggregate>(
             .inc();
         return;
     };
-    in_flight_gauge(ctx.name, in_flight);
+    ctx.in_flight_gauge.set(in_flight.count as i64);
     let consumed = ConsumedOffset {
         topic: partition.0.clone(),
         partition: partition.1,

@@ -386,3 +386,38 @@ impl Outage {
         }
     }
 }
+
+/// Asserts that `user_id`'s stream in `journal` holds its registration and
+/// then deposits of exactly 1, 2, … `deposits` cents, in that order.
+pub fn assert_registered_then_deposits(
+    journal: &ordersaga_actors::Journal,
+    user_id: ordersaga_events::UserId,
+    deposits: u64,
+) {
+    use ordersaga_actors::aggregates::User;
+    use ordersaga_actors::recovery::decode_stored;
+    use ordersaga_events::user::UserEvent;
+    use ordersaga_events::{StreamId, StreamKind};
+    let stream = StreamId::new(StreamKind::User, user_id.as_uuid());
+    let events: Vec<UserEvent> = journal
+        .read_stream(&stream, 1)
+        .map(|item| {
+            let (sequence, bytes) = item.expect("readable");
+            decode_stored::<User>(&stream, sequence, &bytes)
+                .expect("decodable")
+                .payload
+        })
+        .collect();
+    assert!(
+        matches!(events.first(), Some(UserEvent::Registered { .. })),
+        "{user_id}: {events:?}"
+    );
+    let amounts: Vec<u64> = events[1..]
+        .iter()
+        .map(|event| match event {
+            UserEvent::Deposited { amount } => amount.0,
+            other => panic!("{user_id}: unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(amounts, (1..=deposits).collect::<Vec<_>>(), "{user_id}");
+}
