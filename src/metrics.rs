@@ -28,7 +28,8 @@ pub struct Metrics {
     pub saga_events: IntCounterVec,
     /// Each consumed partition's lag, from the consumers' statistics.
     pub consumer_lag: IntGaugeVec,
-    /// Commands a service's consumer has taken and not finished yet: it
+    /// Commands a service's consumer of a topic (a service may consume
+    /// several) has taken and not finished yet: it
     /// takes no more than its window, so a value stuck at the window means
     /// a consumer that has stopped consuming.
     pub consumer_in_flight: IntGaugeVec,
@@ -95,9 +96,9 @@ impl Metrics {
         let consumer_in_flight = IntGaugeVec::new(
             Opts::new(
                 "ordersaga_consumer_in_flight",
-                "Commands the consumer has taken and not finished (at most its window)",
+                "Commands the consumer of a topic has taken and not finished (at most its window)",
             ),
-            &["service"],
+            &["service", "topic"],
         )
         .expect("a valid metric");
         let redelivered_in_flight = IntCounterVec::new(
@@ -105,7 +106,7 @@ impl Metrics {
                 "ordersaga_consumer_redelivered_in_flight_total",
                 "Records delivered again while their first delivery still ran, skipped",
             ),
-            &["service"],
+            &["service", "topic"],
         )
         .expect("a valid metric");
         for gauge in [&consumer_lag, &consumer_in_flight] {

@@ -32,20 +32,28 @@ const ROUNDS: u32 = 5;
 /// How long any one wait of this test may take.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// The users consumer's in-flight gauge.
-fn in_flight() -> i64 {
-    metrics()
-        .consumer_in_flight
-        .with_label_values(&["users"])
-        .get()
+/// The metrics of the users service's consumer of its command topic.
+struct Watched {
+    /// The physical topic: the metrics' `topic` label.
+    topic: String,
 }
 
-/// Copies of running commands the users consumer skipped.
-fn skipped() -> u64 {
-    metrics()
-        .redelivered_in_flight
-        .with_label_values(&["users"])
-        .get()
+impl Watched {
+    /// Its in-flight gauge.
+    fn in_flight(&self) -> i64 {
+        metrics()
+            .consumer_in_flight
+            .with_label_values(&["users", &self.topic])
+            .get()
+    }
+
+    /// Copies of running commands it skipped.
+    fn skipped(&self) -> u64 {
+        metrics()
+            .redelivered_in_flight
+            .with_label_values(&["users", &self.topic])
+            .get()
+    }
 }
 
 /// Each user's registration, then deposits of 1 to [`DEPOSITS`] cents, the
@@ -71,13 +79,13 @@ fn commands_of(users: &[UserId]) -> Vec<UserCommand> {
 
 /// Checks `holds` every 10 ms until it is true; panics after [`PATIENCE`].
 /// (The gauge has no channel to wait on.)
-async fn until(what: &str, holds: impl Fn() -> bool) {
+async fn until(what: &str, watched: &Watched, holds: impl Fn(&Watched) -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !holds() {
+    while !holds(watched) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}; in flight: {}",
-            in_flight()
+            watched.in_flight()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -132,6 +140,9 @@ async fn commands_in_flight_during_rebalances_are_answered_once_and_the_consumer
     // back depends on timing (a loaded machine can drain the window first),
     // so the scenario is repeated, each time with fresh users, until a
     // running command was delivered again. Every round checks everything.
+    let watched = Watched {
+        topic: kafka.name(USERS_COMMANDS),
+    };
     let producer = producer(&kafka);
     let mut replies = Probe::new(&kafka, REPLIES);
     for round in 1..=ROUNDS {
@@ -159,7 +170,10 @@ async fn commands_in_flight_during_rebalances_are_answered_once_and_the_consumer
             .await;
         }
         // and a full window in flight,
-        until("a full window", || in_flight() >= WINDOW as i64).await;
+        until("a full window", &watched, |w| {
+            w.in_flight() >= WINDOW as i64
+        })
+        .await;
 
         // when another member joins the group and leaves it again,
         join_and_leave(&kafka).await;
@@ -177,7 +191,7 @@ async fn commands_in_flight_during_rebalances_are_answered_once_and_the_consumer
             })
             .await;
         // nothing is left in flight,
-        until("nothing in flight", || in_flight() == 0).await;
+        until("nothing in flight", &watched, |w| w.in_flight() == 0).await;
         // and each stream holds its commands once, in the order produced.
         for user_id in &users {
             support::assert_registered_then_deposits(running.journal(), *user_id, DEPOSITS);
@@ -185,14 +199,14 @@ async fn commands_in_flight_during_rebalances_are_answered_once_and_the_consumer
         // The embedded broker hands the service back partitions while
         // commands still run there. Tansu leaves the service none while the
         // other member is in the group, so one round is all it needs.
-        if skipped() > 0 || broker.is_real() {
+        if watched.skipped() > 0 || broker.is_real() {
             break;
         }
         eprintln!("round {round}: the window drained before the rebalance ended; again");
     }
     // The records still running were delivered again and skipped.
     assert!(
-        skipped() > 0 || broker.is_real(),
+        watched.skipped() > 0 || broker.is_real(),
         "in {ROUNDS} rounds the rebalances delivered no running command again: \
          the test proved nothing"
     );

@@ -110,9 +110,11 @@ struct Context<A: Aggregate> {
     settings: ConsumerSettings,
     reply_topics: ReplyTopics,
     done: mpsc::UnboundedSender<Done>,
-    /// This service's `ordersaga_consumer_in_flight`, looked up once: it is
-    /// set on every command's start and finish.
+    /// This consumer's `ordersaga_consumer_in_flight`, looked up once: it
+    /// is set on every command's start and finish.
     in_flight_gauge: prometheus::IntGauge,
+    /// This consumer's `ordersaga_consumer_redelivered_in_flight_total`.
+    redelivered: prometheus::IntCounter,
 }
 
 impl<A: Aggregate> Clone for Context<A> {
@@ -127,6 +129,7 @@ impl<A: Aggregate> Clone for Context<A> {
             reply_topics: self.reply_topics.clone(),
             done: self.done.clone(),
             in_flight_gauge: self.in_flight_gauge.clone(),
+            redelivered: self.redelivered.clone(),
         }
     }
 }
@@ -145,6 +148,8 @@ pub async fn run<A: Aggregate>(
 ) {
     let name = A::SERVICE.name();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let topic = subscribed_topic(&consumer);
+    let metrics = crate::metrics::metrics();
     let ctx = Context {
         journal: service.journal().clone(),
         service,
@@ -154,9 +159,12 @@ pub async fn run<A: Aggregate>(
         name,
         settings,
         done: done_tx,
-        in_flight_gauge: crate::metrics::metrics()
+        in_flight_gauge: metrics
             .consumer_in_flight
-            .with_label_values(&[name]),
+            .with_label_values(&[name, &topic]),
+        redelivered: metrics
+            .redelivered_in_flight
+            .with_label_values(&[name, &topic]),
     };
     let mut in_flight = InFlight::default();
     let mut order: KeyOrder<uuid::Uuid, Work<A>> = KeyOrder::default();
@@ -209,6 +217,16 @@ pub async fn run<A: Aggregate>(
     }
     close(consumer, name).await;
     tracing::info!(service = name, "consumer stopped");
+}
+
+/// The (physical) topic `consumer` is subscribed to, for its metrics' labels:
+/// a service may consume several topics, each with a consumer of its own.
+fn subscribed_topic(consumer: &StreamConsumer<JournalOffsets>) -> String {
+    consumer
+        .subscription()
+        .ok()
+        .and_then(|list| list.elements().first().map(|e| e.topic().to_string()))
+        .unwrap_or_default()
 }
 
 /// How long a stop waits for librdkafka to close a consumer.
@@ -326,10 +344,7 @@ async fn dispatch<A: Aggregate>(
             offset,
             "delivered again while its first delivery runs (a rebalance); that one answers it"
         );
-        crate::metrics::metrics()
-            .redelivered_in_flight
-            .with_label_values(&[ctx.name])
-            .inc();
+        ctx.redelivered.inc();
         return;
     };
     ctx.in_flight_gauge.set(in_flight.count as i64);
