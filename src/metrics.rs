@@ -37,6 +37,10 @@ pub struct Metrics {
     /// (after a rebalance the consumer resumes from the oldest unfinished
     /// offset): skipped, since the running one answers them.
     pub redelivered_in_flight: IntCounterVec,
+    /// Partitions sought back because the first record after a resume came
+    /// after the stored offset: the broker left records out (see
+    /// `kafka/resume.rs`).
+    pub resume_rewinds: IntCounterVec,
     /// Password checks made by the login backend, by result. An unknown
     /// account is checked too (against a dummy hash), so it counts here.
     pub password_checks: IntCounterVec,
@@ -109,6 +113,14 @@ impl Metrics {
             &["service", "topic"],
         )
         .expect("a valid metric");
+        let resume_rewinds = IntCounterVec::new(
+            Opts::new(
+                "ordersaga_consumer_resume_rewinds_total",
+                "Partitions sought back because the broker left out records after a resume point",
+            ),
+            &["service", "topic"],
+        )
+        .expect("a valid metric");
         for gauge in [&consumer_lag, &consumer_in_flight] {
             registry
                 .register(Box::new(gauge.clone()))
@@ -119,6 +131,7 @@ impl Metrics {
             &dead_letters,
             &saga_events,
             &redelivered_in_flight,
+            &resume_rewinds,
         ] {
             registry
                 .register(Box::new(metric.clone()))
@@ -139,6 +152,7 @@ impl Metrics {
             consumer_lag,
             consumer_in_flight,
             redelivered_in_flight,
+            resume_rewinds,
             password_checks,
         }
     }

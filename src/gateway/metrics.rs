@@ -18,6 +18,9 @@ pub struct GatewayMetrics {
     /// Reads each downstream read call carried: 1 for a read alone, more
     /// for a coalesced `POST /reads`.
     pub reads_per_call: Histogram,
+    /// Event partitions the projector sought back because the broker left
+    /// out records after a stored position (see `kafka/resume.rs`).
+    pub projection_rewinds: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -50,6 +53,17 @@ impl GatewayMetrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .expect("a valid metric");
+        let projection_rewinds = IntCounterVec::new(
+            Opts::new(
+                "ordersaga_gateway_projection_rewinds_total",
+                "Event partitions sought back because the broker left out records after a stored position",
+            ),
+            &["topic"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(projection_rewinds.clone()))
+            .expect("registered once");
         registry
             .register(Box::new(reads_per_call.clone()))
             .expect("registered once");
@@ -64,6 +78,7 @@ impl GatewayMetrics {
             requests,
             request_seconds,
             reads_per_call,
+            projection_rewinds,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod offsets;
 pub mod reach;
 pub mod relay;
 pub mod reply_topics;
+pub mod resume;
 pub mod topics;
 
 /// Where the cluster is and how topics are laid out.

@@ -8,6 +8,7 @@
 //! offset still in flight, so nothing unfinished is ever skipped.
 
 use super::liveness::Ownership;
+use super::resume::ResumePoints;
 use ordersaga_actors::Journal;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::types::RDKafkaRespErr;
@@ -24,6 +25,9 @@ pub struct JournalOffsets {
     cluster_id: String,
     service: &'static str,
     ownership: Ownership,
+    /// The partitions resumed at a stored offset, checked on their first
+    /// records by the consumer loop (see `resume.rs`).
+    pub(crate) resume: ResumePoints,
 }
 
 impl JournalOffsets {
@@ -40,6 +44,7 @@ impl JournalOffsets {
             cluster_id,
             service,
             ownership,
+            resume: ResumePoints::default(),
         }
     }
 
@@ -93,7 +98,10 @@ impl ConsumerContext for JournalOffsets {
                     let Some(journal) = &journal else { break };
                     match journal.offset(topic, partition) {
                         Ok(Some(stored)) if stored.cluster_id == self.cluster_id => {
-                            let offset = Offset::Offset(stored.next_offset);
+                            // A little early, in case the offset is inside
+                            // a batch (see `resume.rs`).
+                            let from = self.resume.start_at(topic, partition, stored.next_offset);
+                            let offset = Offset::Offset(from);
                             if let Err(err) = tpl.set_partition_offset(topic, partition, offset) {
                                 // The partition then starts from the group's
                                 // committed position; commands seen again are
@@ -126,6 +134,7 @@ impl ConsumerContext for JournalOffsets {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(service = self.service, group = %self.ownership.group, topic = %self.ownership.topic, "partitions revoked");
                 self.ownership.revoked();
+                self.resume.clear();
                 if let Err(err) = consumer.unassign() {
                     tracing::error!(service = self.service, cause = %err, "unassign failed");
                 }
@@ -133,6 +142,7 @@ impl ConsumerContext for JournalOffsets {
             other => {
                 tracing::error!(service = self.service, group = %self.ownership.group, error = ?other, "rebalance error");
                 self.ownership.revoked();
+                self.resume.clear();
                 let _ = consumer.unassign();
             }
         }

@@ -350,6 +350,9 @@ async fn run(
         match received {
             Ok(record) => {
                 outage.recovered(what);
+                if !source.check(&record) {
+                    continue;
+                }
                 if !apply_until_done(&model, &shared, &record, &mut stop).await {
                     break;
                 }

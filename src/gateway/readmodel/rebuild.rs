@@ -15,6 +15,7 @@ use super::source::{EventSource, Partition};
 use super::store::{ReadModel, Source};
 use crate::kafka::clients::CONNECT_TIMEOUT;
 use crate::kafka::KafkaConfig;
+use futures_util::FutureExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -150,8 +151,20 @@ async fn read_all(
     let mut records = 0u64;
     let mut done = 0i64;
     let mut last_progress = tokio::time::Instant::now();
-    while !remaining.is_empty() {
-        let received = tokio::time::timeout_at(last_progress + STALL, source.consumer.recv()).await;
+    loop {
+        let received = if remaining.is_empty() {
+            // Every target is reached. A broker may report an end inside a
+            // partition's last batch (Tansu 0.6 reports the batch's first
+            // offset + 1), and then the batch's other records have arrived
+            // with it: apply them too, so the rebuild never stops inside a
+            // batch (see `ARCHITECTURE.md`, "Positions inside a batch").
+            match source.consumer.recv().now_or_never() {
+                Some(Ok(message)) => Ok(Ok(message)),
+                _ => break,
+            }
+        } else {
+            tokio::time::timeout_at(last_progress + STALL, source.consumer.recv()).await
+        };
         let record = match received {
             Err(_) => {
                 bar.abandon();

@@ -8,7 +8,9 @@
 //! threads, each bounded by [`ASK_TIMEOUT`].
 
 use super::error::ReadModelError;
+use super::record::ProjectedRecord;
 use crate::kafka::clients::{self, Membership};
+use crate::kafka::resume::{ResumePoints, Verdict};
 use crate::kafka::KafkaConfig;
 use ordersaga_events::topics::Service;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -74,6 +76,9 @@ pub(crate) struct EventSource {
     /// The physical event topics, sorted.
     pub(crate) topics: Vec<String>,
     pub(crate) highs: HighWatermarks,
+    /// The partitions resumed at a stored offset, checked on their first
+    /// records (see `kafka/resume.rs`).
+    resume: ResumePoints,
     /// The bootstrap servers (part of a mock cluster's identity).
     brokers: String,
 }
@@ -117,6 +122,7 @@ impl EventSource {
             consumer: Arc::new(consumer),
             topics: event_topics(kafka),
             highs,
+            resume: ResumePoints::default(),
             brokers: kafka.brokers.clone(),
         })
     }
@@ -209,14 +215,45 @@ impl EventSource {
         from: &BTreeMap<Partition, Option<i64>>,
     ) -> Result<(), ReadModelError> {
         let mut list = TopicPartitionList::new();
+        self.resume.clear();
         for ((topic, partition), offset) in from {
-            let offset = offset.map_or(Offset::Beginning, Offset::Offset);
+            // A stored offset is resumed a little early, in case it is
+            // inside a batch.
+            let offset = match offset {
+                Some(offset) => Offset::Offset(self.resume.start_at(topic, *partition, *offset)),
+                None => Offset::Beginning,
+            };
             list.add_partition_offset(topic, *partition, offset)
                 .map_err(|e| ReadModelError::kafka(format!("seek {topic}[{partition}]"), e))?;
         }
         self.consumer
             .assign(&list)
             .map_err(|e| ReadModelError::kafka("assign the event topics' partitions", e))
+    }
+
+    /// Whether to apply `record`, skip it (before its partition's resume
+    /// point) or seek its partition back (the broker left records out after
+    /// the resume point); the seek is made here.
+    pub(crate) fn check(&self, record: &ProjectedRecord) -> bool {
+        let (topic, partition) = (&record.topic, record.partition);
+        match self.resume.check(topic, partition, record.offset) {
+            Verdict::Deliver => true,
+            Verdict::Skip => false,
+            Verdict::Rewind(to) => {
+                tracing::warn!(topic, partition, to, "the broker left out records after the stored offset (resumed inside a batch?); reading again from earlier");
+                crate::gateway::metrics::gateway_metrics()
+                    .projection_rewinds
+                    .with_label_values(&[topic])
+                    .inc();
+                if let Err(err) =
+                    self.consumer
+                        .seek(topic, partition, Offset::Offset(to), Duration::ZERO)
+                {
+                    tracing::error!(topic, partition, to, cause = %err, "cannot seek back; the records left out stay unread until a restart");
+                }
+                false
+            }
+        }
     }
 
     /// Lets go of the consumer off the async threads: closing a librdkafka

@@ -1,0 +1,196 @@
+//! Resuming a partition at a stored position, even inside a record batch.
+//!
+//! A consumer that stores its own positions (a service's command consumer,
+//! the gateway's projector) resumes each partition at the offset it stored,
+//! and that offset can fall inside a batch the producer sent. Kafka answers
+//! a fetch from inside a batch with the whole batch, and the client drops
+//! the records before the offset. Tansu 0.6's memory storage answers it
+//! with the *next* batch, so the rest of that batch would never be
+//! delivered: commands never run, events never projected.
+//!
+//! So a partition resumes a little early, at up to [`EARLY`] records before
+//! its position, and the records before the position are skipped (they
+//! are done: the position is a low-water mark). The first record to arrive
+//! tells whether the broker served the position: at or before it, all is
+//! well; after it, records were left out, and the partition is sought back
+//! twice as far, until a record at or before the position arrives or the
+//! partition is read from its start. A later offset after that is then a
+//! real gap (compaction, transaction markers) and is delivered.
+//!
+//! What this cannot see: a position inside the *last* batch of a partition
+//! more than [`EARLY`] records long, on such a broker. Nothing arrives to
+//! show the gap until the next record is written there; then the rewind
+//! finds the rest.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How many records before its stored position a partition resumes.
+pub const EARLY: i64 = 64;
+
+/// A topic partition.
+type Partition = (String, i32);
+
+/// What to do with a record just received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Handle it.
+    Deliver,
+    /// Before the stored position: done already, drop it.
+    Skip,
+    /// Records between the position and this one were left out: drop it
+    /// and seek the partition to this offset.
+    Rewind(i64),
+}
+
+/// A partition resumed at a stored position, until a record at or past the
+/// position has been handled.
+#[derive(Clone, Copy, Debug)]
+struct Resume {
+    /// The stored position: the next offset to handle.
+    position: i64,
+    /// Where the partition was sought to.
+    from: i64,
+    /// Whether a record at or before `position` has arrived since that
+    /// seek: the records from there on come in order, gaps being real.
+    served: bool,
+}
+
+/// The partitions of one consumer still checking their resume point.
+#[derive(Debug, Default)]
+pub struct ResumePoints {
+    pending: Mutex<HashMap<Partition, Resume>>,
+}
+
+impl ResumePoints {
+    /// Records that `partition` of `topic` resumes at `position`; returns
+    /// the offset to seek it to ([`EARLY`] records before, or 0).
+    pub fn start_at(&self, topic: &str, partition: i32, position: i64) -> i64 {
+        let from = position.saturating_sub(EARLY).max(0);
+        let resume = Resume {
+            position,
+            from,
+            served: false,
+        };
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert((topic.to_string(), partition), resume);
+        }
+        from
+    }
+
+    /// Forgets every partition: they were taken away.
+    pub fn clear(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.clear();
+        }
+    }
+
+    /// What to do with the record at `offset` of `partition` of `topic`
+    /// (see the module docs).
+    pub fn check(&self, topic: &str, partition: i32, offset: i64) -> Verdict {
+        let Ok(mut pending) = self.pending.lock() else {
+            return Verdict::Deliver;
+        };
+        if pending.is_empty() {
+            return Verdict::Deliver;
+        }
+        let key = (topic.to_string(), partition);
+        let Some(resume) = pending.get_mut(&key) else {
+            return Verdict::Deliver;
+        };
+        if offset < resume.position {
+            resume.served = true;
+            return Verdict::Skip;
+        }
+        if offset == resume.position || resume.served || resume.from == 0 {
+            // At the position, past a record before it, or read from the
+            // partition's start: whatever follows is in order.
+            pending.remove(&key);
+            return Verdict::Deliver;
+        }
+        // The first record came after the position: the broker left some
+        // out. Seek back twice as far as the last time.
+        let distance = (resume.position - resume.from).max(1);
+        resume.from = resume.position.saturating_sub(distance * 2).max(0);
+        Verdict::Rewind(resume.from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "commands";
+
+    #[test]
+    fn a_partition_resumes_early_and_skips_what_was_done() {
+        // Given a partition stored at 100,
+        let points = ResumePoints::default();
+        // when it resumes,
+        let from = points.start_at(T, 0, 100);
+        // then it is sought to EARLY records before, those are skipped, and
+        // the position and what follows are handled.
+        assert_eq!(from, 100 - EARLY);
+        assert_eq!(points.check(T, 0, from), Verdict::Skip);
+        assert_eq!(points.check(T, 0, 99), Verdict::Skip);
+        assert_eq!(points.check(T, 0, 100), Verdict::Deliver);
+        assert_eq!(points.check(T, 0, 101), Verdict::Deliver);
+    }
+
+    #[test]
+    fn near_the_start_it_resumes_from_zero() {
+        let points = ResumePoints::default();
+        assert_eq!(points.start_at(T, 0, 3), 0);
+        assert_eq!(points.check(T, 0, 0), Verdict::Skip);
+        assert_eq!(points.check(T, 0, 3), Verdict::Deliver);
+    }
+
+    #[test]
+    fn records_left_out_are_sought_back_twice_as_far_each_time() {
+        // Given a partition stored at 1,000, inside a long batch that a
+        // broker answers with the next batch,
+        let points = ResumePoints::default();
+        let from = points.start_at(T, 2, 1_000);
+        // when the first record is past the position,
+        let verdict = points.check(T, 2, 1_200);
+        // then it is dropped and the partition sought back twice as far,
+        assert_eq!(verdict, Verdict::Rewind(1_000 - 2 * EARLY));
+        assert_eq!(from, 1_000 - EARLY);
+        assert_eq!(
+            points.check(T, 2, 1_200),
+            Verdict::Rewind(1_000 - 4 * EARLY)
+        );
+        // and once a record before the position arrives, the rest is
+        // handled in order from the position.
+        assert_eq!(points.check(T, 2, 800), Verdict::Skip);
+        assert_eq!(points.check(T, 2, 999), Verdict::Skip);
+        assert_eq!(points.check(T, 2, 1_000), Verdict::Deliver);
+        assert_eq!(points.check(T, 2, 1_001), Verdict::Deliver);
+    }
+
+    #[test]
+    fn a_real_gap_after_the_position_is_delivered() {
+        // Given a partition read from its start (its position was near it),
+        let points = ResumePoints::default();
+        points.start_at(T, 0, 10);
+        // when the first record comes after the position (compaction took
+        // the ones before), it is delivered: nothing earlier exists.
+        assert_eq!(points.check(T, 0, 40), Verdict::Deliver);
+        // A gap after a record before the position is real too.
+        points.start_at(T, 1, 500);
+        assert_eq!(points.check(T, 1, 450), Verdict::Skip);
+        assert_eq!(points.check(T, 1, 520), Verdict::Deliver);
+    }
+
+    #[test]
+    fn partitions_are_checked_apart_and_forgotten_when_taken_away() {
+        let points = ResumePoints::default();
+        points.start_at(T, 0, 100);
+        points.start_at("events", 0, 100);
+        assert_eq!(points.check(T, 0, 100), Verdict::Deliver);
+        assert_eq!(points.check("events", 0, 50), Verdict::Skip);
+        assert_eq!(points.check(T, 1, 5), Verdict::Deliver, "never resumed");
+        points.clear();
+        assert_eq!(points.check("events", 0, 50), Verdict::Deliver);
+    }
+}
