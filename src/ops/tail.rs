@@ -232,7 +232,10 @@ impl TopicReader {
     /// EOF), so each partition starts from `offset` clamped between its
     /// watermarks, and the records below `offset` are skipped. Tansu's end
     /// watermark can be short of the true end (see the module's note),
-    /// which only means a few records read and skipped.
+    /// which only means a few records read and skipped. Each starts
+    /// [`EARLY`](crate::kafka::resume::EARLY) records early too: a broker
+    /// that answers a fetch from inside a batch with the next batch (Tansu
+    /// 0.6) would otherwise leave out the rest of the batch `offset` is in.
     fn seek_to(
         &mut self,
         partition: Option<i32>,
@@ -244,7 +247,10 @@ impl TopicReader {
             let (low, high) = self
                 .consumer
                 .fetch_watermarks(&self.topic, p, CONNECT_TIMEOUT)?;
-            let from = offset.min(high).max(low);
+            let from = offset
+                .saturating_sub(crate::kafka::resume::EARLY)
+                .min(high)
+                .max(low);
             assignment.add_partition_offset(&self.topic, p, Offset::Offset(from))?;
         }
         Ok(assignment)
