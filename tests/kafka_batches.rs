@@ -18,19 +18,19 @@ use ordersaga::kafka::KafkaConfig;
 use ordersaga::node::{self, NodeOptions, RunningService};
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset, JournalConfig};
 use ordersaga_actors::Journal;
-use ordersaga_events::codec::{decode, encode, Format};
+use ordersaga_events::codec::{encode, Format};
 
 use ordersaga_events::topics::{
     header, Service, INVENTORY_EVENTS, ORDERS_EVENTS, USERS_COMMANDS, USERS_EVENTS,
 };
 use ordersaga_events::user::{Password, UserCommand};
-use ordersaga_events::{CommandEnvelope, Reply, UserId};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use ordersaga_events::{CommandEnvelope, UserId};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use std::collections::HashSet;
 use std::time::Duration;
-use support::{Probe, TestBroker};
+use support::{answered, Probe, TestBroker};
 
 /// Records of one batch.
 const IN_ONE_BATCH: i64 = 3;
@@ -256,24 +256,12 @@ async fn a_service_resuming_inside_a_batch_runs_the_rest_of_it() {
     replies
         .until(
             "a reply to each command after the stored position",
-            |seen| {
-                let answered: HashSet<uuid::Uuid> = seen
-                    .iter()
-                    .filter_map(|m| decode::<Reply>(m.payload()?).ok())
-                    .map(|reply| reply.command_id.as_uuid())
-                    .collect();
-                expected.is_subset(&answered)
-            },
+            |seen| expected.is_subset(&answered(seen)),
         )
         .await;
     // and the one before it, done already, is not run again.
-    let first = commands[0].0;
     assert!(
-        !replies
-            .seen
-            .iter()
-            .filter_map(|m| decode::<Reply>(m.payload()?).ok())
-            .any(|reply| reply.command_id.as_uuid() == first),
+        !answered(&replies.seen).contains(&commands[0].0),
         "the command before the stored position ran again"
     );
     running.stop().await;

@@ -12,12 +12,11 @@ mod support;
 use ordersaga::kafka::clients::{self, Membership};
 use ordersaga::metrics::metrics;
 use ordersaga::node::{self, NodeOptions};
-use ordersaga_events::codec::{decode, Format};
+use ordersaga_events::codec::Format;
 use ordersaga_events::topics::{Service, USERS_COMMANDS};
 use ordersaga_events::user::{Password, UserCommand};
-use ordersaga_events::{Cents, CommandEnvelope, Reply, UserId};
+use ordersaga_events::{Cents, CommandEnvelope, UserId};
 use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
-use rdkafka::message::Message;
 use std::collections::HashSet;
 use std::time::Duration;
 use support::{producer, send, Probe, TestBroker};
@@ -182,12 +181,7 @@ async fn commands_in_flight_during_rebalances_are_answered_once_and_the_consumer
         // rebalance is answered again: count distinct ones),
         replies
             .until("a reply to every command", |seen| {
-                let answered: HashSet<uuid::Uuid> = seen
-                    .iter()
-                    .filter_map(|m| decode::<Reply>(m.payload()?).ok())
-                    .map(|reply| reply.command_id.as_uuid())
-                    .collect();
-                sent.is_subset(&answered)
+                sent.is_subset(&support::answered(seen))
             })
             .await;
         // nothing is left in flight,

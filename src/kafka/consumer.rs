@@ -29,7 +29,7 @@ use super::key_order::KeyOrder;
 pub use super::offsets::JournalOffsets;
 use super::offsets::{InFlight, Partition};
 use super::reply_topics::{logical_reply_topic, ReplyTopics, INVALID_REPLY_TO};
-use super::resume::Verdict;
+use super::resume::{seek_back, Verdict};
 use super::KafkaConfig;
 use ordersaga_actors::journal::OutboxRecord;
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset};
@@ -39,7 +39,6 @@ use ordersaga_events::{Outcome, Rejection, Reply, StreamId};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::Offset;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -203,7 +202,8 @@ pub async fn run<A: Aggregate>(
                             Verdict::Rewind(to) => {
                                 let (topic, partition) = (message.topic().to_string(), message.partition());
                                 drop(message);
-                                rewind(&consumer, name, &topic, partition, to);
+                                crate::metrics::metrics().resume_rewinds.with_label_values(&[name, &topic]).inc();
+                                seek_back(&consumer, name, &topic, partition, to);
                             }
                         }
                     }
@@ -234,32 +234,6 @@ pub async fn run<A: Aggregate>(
     }
     close(consumer, name).await;
     tracing::info!(service = name, "consumer stopped");
-}
-
-/// Seeks `partition` of `topic` back to `to`: the broker left out records
-/// after the stored offset it resumed at (see `resume.rs`).
-fn rewind(
-    consumer: &StreamConsumer<JournalOffsets>,
-    service: &'static str,
-    topic: &str,
-    partition: i32,
-    to: i64,
-) {
-    tracing::warn!(
-        service,
-        topic,
-        partition,
-        to,
-        "the broker left out records after the stored offset (resumed inside a batch?); reading again from earlier"
-    );
-    crate::metrics::metrics()
-        .resume_rewinds
-        .with_label_values(&[service, topic])
-        .inc();
-    // Asynchronous (no wait): librdkafka drops what it fetched before.
-    if let Err(err) = consumer.seek(topic, partition, Offset::Offset(to), Duration::ZERO) {
-        tracing::error!(service, topic, partition, to, cause = %err, "cannot seek back; the records left out stay unread until a restart");
-    }
 }
 
 /// The (physical) topic `consumer` is subscribed to, for its metrics' labels:

@@ -22,8 +22,11 @@
 //! show the gap until the next record is written there; then the rewind
 //! finds the rest.
 
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::Offset;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// How many records before its stored position a partition resumes.
 pub const EARLY: i64 = 64;
@@ -113,6 +116,28 @@ impl ResumePoints {
         let distance = (resume.position - resume.from).max(1);
         resume.from = resume.position.saturating_sub(distance * 2).max(0);
         Verdict::Rewind(resume.from)
+    }
+}
+
+/// Seeks `partition` of `topic` back to `to` after a [`Verdict::Rewind`],
+/// for `who` (the service or the gateway), and says so in the log. The
+/// seek does not wait: librdkafka drops what it had fetched before it.
+pub fn seek_back<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    who: &str,
+    topic: &str,
+    partition: i32,
+    to: i64,
+) {
+    tracing::warn!(
+        who,
+        topic,
+        partition,
+        to,
+        "the broker left out records after the stored offset (resumed inside a batch?); reading again from earlier"
+    );
+    if let Err(err) = consumer.seek(topic, partition, Offset::Offset(to), Duration::ZERO) {
+        tracing::error!(who, topic, partition, to, cause = %err, "cannot seek back; the records left out stay unread until a restart");
     }
 }
 

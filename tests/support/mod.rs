@@ -216,6 +216,17 @@ impl Probe {
     }
 }
 
+/// The command ids answered by the replies among `seen` (records that
+/// are not replies are passed over).
+pub fn answered(seen: &[OwnedMessage]) -> std::collections::HashSet<uuid::Uuid> {
+    seen.iter()
+        .filter_map(|m| {
+            ordersaga_events::codec::decode::<ordersaga_events::Reply>(m.payload()?).ok()
+        })
+        .map(|reply| reply.command_id.as_uuid())
+        .collect()
+}
+
 /// A header's value as text.
 pub fn header_text(message: &OwnedMessage, name: &str) -> Option<String> {
     message.headers().and_then(|headers| {

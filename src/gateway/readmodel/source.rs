@@ -10,7 +10,7 @@
 use super::error::ReadModelError;
 use super::record::ProjectedRecord;
 use crate::kafka::clients::{self, Membership};
-use crate::kafka::resume::{ResumePoints, Verdict};
+use crate::kafka::resume::{seek_back, ResumePoints, Verdict};
 use crate::kafka::KafkaConfig;
 use ordersaga_events::topics::Service;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -240,17 +240,11 @@ impl EventSource {
             Verdict::Deliver => true,
             Verdict::Skip => false,
             Verdict::Rewind(to) => {
-                tracing::warn!(topic, partition, to, "the broker left out records after the stored offset (resumed inside a batch?); reading again from earlier");
                 crate::gateway::metrics::gateway_metrics()
                     .projection_rewinds
                     .with_label_values(&[topic])
                     .inc();
-                if let Err(err) =
-                    self.consumer
-                        .seek(topic, partition, Offset::Offset(to), Duration::ZERO)
-                {
-                    tracing::error!(topic, partition, to, cause = %err, "cannot seek back; the records left out stay unread until a restart");
-                }
+                seek_back(self.consumer.as_ref(), "gateway", topic, partition, to);
                 false
             }
         }
