@@ -16,6 +16,8 @@ use ordersaga::gateway::readmodel::{
 };
 use ordersaga::kafka::KafkaConfig;
 use ordersaga::node::{self, NodeOptions, RunningService};
+use ordersaga::ops::tail::TopicReader;
+use ordersaga::ops::tail_start::Start;
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset, JournalConfig};
 use ordersaga_actors::Journal;
 use ordersaga_events::codec::{encode, Format};
@@ -25,7 +27,7 @@ use ordersaga_events::topics::{
 };
 use ordersaga_events::user::{Password, UserCommand};
 use ordersaga_events::{CommandEnvelope, UserId};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use std::collections::HashSet;
@@ -166,6 +168,31 @@ async fn a_projector_resuming_inside_a_batch_reads_the_rest_of_it() {
     );
     assert_eq!(projector.counters().skipped, (IN_ONE_BATCH - 1) as u64);
     projector.stop().await;
+}
+
+#[actix_rt::test]
+async fn tail_from_an_offset_inside_a_batch_shows_the_rest_of_it() {
+    // Given a partition whose only batch holds three records,
+    let broker = TestBroker::from_env();
+    let kafka = broker.kafka();
+    broker.create_topics(&kafka, &[USERS_EVENTS]).await;
+    one_batch(&kafka, USERS_EVENTS, 0, IN_ONE_BATCH).await;
+
+    // when it is tailed from offset 1,
+    let mut reader = TopicReader::open(&kafka, USERS_EVENTS, Start::Offset(1), None).unwrap();
+
+    // then the records at 1 and 2 are shown, and not the one before.
+    let mut shown = Vec::new();
+    while shown.len() < 2 {
+        let message = tokio::time::timeout(support::PATIENCE, reader.next(false))
+            .await
+            .expect("the rest of the batch in time")
+            .unwrap()
+            .expect("a record");
+        shown.push((message.partition(), message.offset()));
+    }
+    assert_eq!(shown, vec![(0, 1), (0, 2)]);
+    reader.close().unwrap();
 }
 
 /// A registration of a fresh user, answered on [`REPLIES`], as record bytes.
