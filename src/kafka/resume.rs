@@ -15,7 +15,10 @@
 //! well; after it, records were left out, and the partition is sought back
 //! twice as far, until a record at or before the position arrives or the
 //! partition is read from its start. A later offset after that is then a
-//! real gap (compaction, transaction markers) and is delivered.
+//! real gap (compaction, transaction markers) and is delivered. A first
+//! record before where the partition was sought means the broker found the
+//! offset out of range and the consumer's reset policy moved it: what
+//! arrives then is handled as it comes.
 //!
 //! What this cannot see: a position inside the *last* batch of a partition
 //! more than [`EARLY`] records long, on such a broker. Nothing arrives to
@@ -101,6 +104,13 @@ impl ResumePoints {
         let Some(resume) = pending.get_mut(&key) else {
             return Verdict::Deliver;
         };
+        if offset < resume.from {
+            // Not where it was sought: the offset was out of range (the
+            // topic was recreated, say) and the consumer's reset policy
+            // moved it. What arrives is not known to be done.
+            pending.remove(&key);
+            return Verdict::Deliver;
+        }
         if offset < resume.position {
             resume.served = true;
             return Verdict::Skip;
@@ -205,6 +215,18 @@ mod tests {
         points.start_at(T, 1, 500);
         assert_eq!(points.check(T, 1, 450), Verdict::Skip);
         assert_eq!(points.check(T, 1, 520), Verdict::Deliver);
+    }
+
+    #[test]
+    fn a_partition_reset_below_where_it_was_sought_is_read_as_it_comes() {
+        // Given a partition stored at 1,000 and sought to 936,
+        let points = ResumePoints::default();
+        points.start_at(T, 0, 1_000);
+        // when the first record is before that (the consumer's reset policy
+        // moved it: the offset was out of range), then it and what follows
+        // are handled.
+        assert_eq!(points.check(T, 0, 0), Verdict::Deliver);
+        assert_eq!(points.check(T, 0, 1), Verdict::Deliver);
     }
 
     #[test]
