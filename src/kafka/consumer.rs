@@ -29,7 +29,6 @@ use super::key_order::KeyOrder;
 pub use super::offsets::JournalOffsets;
 use super::offsets::{InFlight, Partition};
 use super::reply_topics::{logical_reply_topic, ReplyTopics, INVALID_REPLY_TO};
-use super::resume::{seek_back, Verdict};
 use super::KafkaConfig;
 use ordersaga_actors::journal::OutboxRecord;
 use ordersaga_actors::journal::{AppendBatch, ConsumedOffset};
@@ -116,6 +115,8 @@ struct Context<A: Aggregate> {
     in_flight_gauge: prometheus::IntGauge,
     /// This consumer's `ordersaga_consumer_redelivered_in_flight_total`.
     redelivered: prometheus::IntCounter,
+    /// This consumer's `ordersaga_consumer_resume_rewinds_total`.
+    rewinds: prometheus::IntCounter,
 }
 
 impl<A: Aggregate> Clone for Context<A> {
@@ -131,6 +132,7 @@ impl<A: Aggregate> Clone for Context<A> {
             done: self.done.clone(),
             in_flight_gauge: self.in_flight_gauge.clone(),
             redelivered: self.redelivered.clone(),
+            rewinds: self.rewinds.clone(),
         }
     }
 }
@@ -149,7 +151,7 @@ pub async fn run<A: Aggregate>(
 ) {
     let name = A::SERVICE.name();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let topic = subscribed_topic(&consumer);
+    let topic = consumer.context().topic().to_string();
     let metrics = crate::metrics::metrics();
     let ctx = Context {
         journal: service.journal().clone(),
@@ -166,6 +168,7 @@ pub async fn run<A: Aggregate>(
         redelivered: metrics
             .redelivered_in_flight
             .with_label_values(&[name, &topic]),
+        rewinds: metrics.resume_rewinds.with_label_values(&[name, &topic]),
     };
     let mut in_flight = InFlight::default();
     let mut order: KeyOrder<uuid::Uuid, Work<A>> = KeyOrder::default();
@@ -188,23 +191,10 @@ pub async fn run<A: Aggregate>(
             received = consumer.recv(), if in_flight.count < window => {
                 match received {
                     Ok(message) => {
-                        let verdict = consumer.context().resume.check(
-                            message.topic(),
-                            message.partition(),
-                            message.offset(),
-                        );
-                        match verdict {
-                            Verdict::Deliver => {
-                                let message = message.detach();
-                                dispatch(&ctx, &decode, &mut in_flight, &mut order, message).await;
-                            }
-                            Verdict::Skip => {}
-                            Verdict::Rewind(to) => {
-                                let (topic, partition) = (message.topic().to_string(), message.partition());
-                                drop(message);
-                                crate::metrics::metrics().resume_rewinds.with_label_values(&[name, &topic]).inc();
-                                seek_back(&consumer, name, &topic, partition, to);
-                            }
+                        let at = (message.topic(), message.partition(), message.offset());
+                        let rewound = || ctx.rewinds.inc();
+                        if consumer.context().resume.admit(&consumer, name, at, rewound) {
+                            dispatch(&ctx, &decode, &mut in_flight, &mut order, message.detach()).await;
                         }
                     }
                     Err(err) => {
@@ -234,16 +224,6 @@ pub async fn run<A: Aggregate>(
     }
     close(consumer, name).await;
     tracing::info!(service = name, "consumer stopped");
-}
-
-/// The (physical) topic `consumer` is subscribed to, for its metrics' labels:
-/// a service may consume several topics, each with a consumer of its own.
-fn subscribed_topic(consumer: &StreamConsumer<JournalOffsets>) -> String {
-    consumer
-        .subscription()
-        .ok()
-        .and_then(|list| list.elements().first().map(|e| e.topic().to_string()))
-        .unwrap_or_default()
 }
 
 /// How long a stop waits for librdkafka to close a consumer.

@@ -52,6 +52,11 @@ impl JournalOffsets {
         self.journal.lock().ok().and_then(|j| j.clone())
     }
 
+    /// The physical topic this consumer reads.
+    pub(crate) fn topic(&self) -> &str {
+        &self.ownership.topic
+    }
+
     /// Lets go of the store: the consumer is closing.
     pub(crate) fn release(&self) {
         if let Ok(mut journal) = self.journal.lock() {

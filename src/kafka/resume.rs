@@ -127,12 +127,33 @@ impl ResumePoints {
         resume.from = resume.position.saturating_sub(distance * 2).max(0);
         Verdict::Rewind(resume.from)
     }
+
+    /// Whether `consumer` (of `who`) handles the record at `offset` of
+    /// `partition` of `topic`: [`ResumePoints::check`], with the seek of a
+    /// [`Verdict::Rewind`] made here, after `rewound` (to count it).
+    pub fn admit<C: ConsumerContext>(
+        &self,
+        consumer: &impl Consumer<C>,
+        who: &str,
+        (topic, partition, offset): (&str, i32, i64),
+        rewound: impl FnOnce(),
+    ) -> bool {
+        match self.check(topic, partition, offset) {
+            Verdict::Deliver => true,
+            Verdict::Skip => false,
+            Verdict::Rewind(to) => {
+                rewound();
+                seek_back(consumer, who, topic, partition, to);
+                false
+            }
+        }
+    }
 }
 
 /// Seeks `partition` of `topic` back to `to` after a [`Verdict::Rewind`],
 /// for `who` (the service or the gateway), and says so in the log. The
 /// seek does not wait: librdkafka drops what it had fetched before it.
-pub fn seek_back<C: ConsumerContext>(
+fn seek_back<C: ConsumerContext>(
     consumer: &impl Consumer<C>,
     who: &str,
     topic: &str,

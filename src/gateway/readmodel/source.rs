@@ -10,7 +10,7 @@
 use super::error::ReadModelError;
 use super::record::ProjectedRecord;
 use crate::kafka::clients::{self, Membership};
-use crate::kafka::resume::{seek_back, ResumePoints, Verdict};
+use crate::kafka::resume::ResumePoints;
 use crate::kafka::KafkaConfig;
 use ordersaga_events::topics::Service;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -235,19 +235,15 @@ impl EventSource {
     /// point) or seek its partition back (the broker left records out after
     /// the resume point); the seek is made here.
     pub(crate) fn check(&self, record: &ProjectedRecord) -> bool {
-        let (topic, partition) = (&record.topic, record.partition);
-        match self.resume.check(topic, partition, record.offset) {
-            Verdict::Deliver => true,
-            Verdict::Skip => false,
-            Verdict::Rewind(to) => {
-                crate::gateway::metrics::gateway_metrics()
-                    .projection_rewinds
-                    .with_label_values(&[topic])
-                    .inc();
-                seek_back(self.consumer.as_ref(), "gateway", topic, partition, to);
-                false
-            }
-        }
+        let at = (record.topic.as_str(), record.partition, record.offset);
+        let rewound = || {
+            crate::gateway::metrics::gateway_metrics()
+                .projection_rewinds
+                .with_label_values(&[&record.topic])
+                .inc()
+        };
+        self.resume
+            .admit(self.consumer.as_ref(), "gateway", at, rewound)
     }
 
     /// Lets go of the consumer off the async threads: closing a librdkafka
