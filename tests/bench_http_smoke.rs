@@ -144,6 +144,15 @@ fn a_small_http_bench_answers_every_request_and_keeps_the_invariants() {
             (n("throughput_ratio") - ratio).abs() <= ratio * 0.01,
             "{name}: the throughput ratio is the phase's req/s ÷ the baseline's: {phase:#}"
         );
+        // The process's CPU over the phase, per request and per second of
+        // the phase, describe the same CPU time; and it cost some.
+        let (per_request, cores) = (n("cpu_us_per_request"), n("cores_busy"));
+        assert!(per_request > 0.0 && cores > 0.0, "{name}: {phase:#}");
+        let cpu_seconds = per_request * n("sent") / 1e6;
+        assert!(
+            (cpu_seconds - cores * n("seconds")).abs() <= cpu_seconds * 0.01,
+            "{name}: cpu_us_per_request × sent is not cores_busy × seconds: {phase:#}"
+        );
     }
 
     // The proxied read is compared with the trivial proxy of the same run.

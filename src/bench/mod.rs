@@ -59,6 +59,7 @@ use uuid::Uuid;
 
 pub mod actors;
 pub mod chart;
+pub mod cpu;
 mod drive;
 pub mod goals;
 pub mod hops;

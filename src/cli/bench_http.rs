@@ -140,7 +140,7 @@ fn times(ratio: Option<f64>) -> String {
 
 fn row(p: &HttpPhase) {
     println!(
-        "  {:<15} {:<33} {:>7} {:>6} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8} {:>7.0}",
+        "  {:<15} {:<33} {:>7} {:>6} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8} {:>7.0} {:>8} {:>6}",
         p.phase,
         p.request,
         p.ok,
@@ -153,6 +153,10 @@ fn row(p: &HttpPhase) {
         times(p.throughput_ratio),
         times(p.p50_ratio),
         p.mean_body_bytes,
+        p.cpu_us_per_request
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}")),
+        p.cores_busy
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
     );
 }
 
@@ -175,7 +179,7 @@ fn print_table(r: &HttpBenchReport) {
         r.setup_requests, r.setup_seconds
     );
     println!(
-        "  {:<15} {:<33} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "  {:<15} {:<33} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>6}",
         "phase",
         "request",
         "ok",
@@ -187,13 +191,15 @@ fn print_table(r: &HttpBenchReport) {
         "max ms",
         "req/s ÷",
         "p50 ÷",
-        "bytes"
+        "bytes",
+        "CPU µs",
+        "cores"
     );
     for phase in &r.phases {
         row(phase);
     }
     println!(
-        "  ÷: divided by the mean of the two baseline runs ({:.0} req/s, p50 {:.2} ms; closing ÷ opening req/s {}); bytes: mean answer body\n",
+        "  ÷: divided by the mean of the two baseline runs ({:.0} req/s, p50 {:.2} ms; closing ÷ opening req/s {}); bytes: mean answer body; CPU µs: the bench process's CPU time per request (client, servers, services; an outside broker not included); cores: that CPU ÷ the phase's wall time\n",
         r.reference.per_sec,
         r.reference.p50_ms,
         times(r.reference.drift)

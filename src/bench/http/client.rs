@@ -120,6 +120,9 @@ pub(super) struct Tally {
     pub(super) body_bytes: u64,
     /// Every answer when [`Load::keep`], in request order.
     pub(super) kept: Vec<Kept>,
+    /// CPU time of the whole process during the phase (set by the phase
+    /// runner; `None` when unmeasured).
+    pub(super) cpu: Option<Duration>,
 }
 
 impl Tally {
@@ -136,6 +139,7 @@ impl Tally {
             stale: 0,
             body_bytes: 0,
             kept: Vec::new(),
+            cpu: None,
         })
     }
 

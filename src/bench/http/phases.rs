@@ -10,6 +10,7 @@ use super::client::{Call, Load, LoadClient, Tally};
 use super::report::{OrderAnswers, PhaseKind, SagaEnds};
 use super::setup::Shop;
 use super::HttpBenchConfig;
+use crate::bench::cpu::process_cpu;
 use crate::bench::drive::{progress_bar, saga_end, End};
 use crate::bench::BenchError;
 use rdkafka::consumer::StreamConsumer;
@@ -20,7 +21,8 @@ use uuid::Uuid;
 /// How long an order may wait for its outcome (the `wait` of the request).
 pub(super) const ORDER_WAIT: &str = "30s";
 
-/// Runs `calls` as phase `kind` and returns what it measured.
+/// Runs `calls` as phase `kind` and returns what it measured, with the
+/// process's CPU time over the phase.
 async fn phase(
     client: &LoadClient,
     address: SocketAddr,
@@ -30,7 +32,8 @@ async fn phase(
     keep: bool,
 ) -> Result<Tally, BenchError> {
     let bar = progress_bar(config.progress, calls.len(), kind.name());
-    client
+    let before = process_cpu();
+    let mut tally = client
         .run(Load {
             address,
             calls,
@@ -38,7 +41,11 @@ async fn phase(
             keep,
             bar,
         })
-        .await
+        .await?;
+    tally.cpu = process_cpu()
+        .zip(before)
+        .map(|(after, before)| after.saturating_sub(before));
+    Ok(tally)
 }
 
 /// Opens the client's connections to both servers before anything is

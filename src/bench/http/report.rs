@@ -108,6 +108,14 @@ pub struct HttpPhase {
     /// For the read phases: whether the throughput ratio reaches
     /// [`READ_GOAL`]. Reported, never a failure.
     pub meets_read_goal: Option<bool>,
+    /// CPU time of the whole bench process (client, servers, services,
+    /// the embedded broker if any; not an outside broker) per request
+    /// sent, µs.
+    pub cpu_us_per_request: Option<f64>,
+    /// That CPU time ÷ the phase's wall time: how many cores the process
+    /// kept busy. Near the machine's core count, the phase is bound by CPU
+    /// and its throughput follows `cpu_us_per_request`.
+    pub cores_busy: Option<f64>,
 }
 
 impl HttpPhase {
@@ -164,6 +172,14 @@ impl HttpPhase {
             throughput_ratio: None,
             p50_ratio: None,
             meets_read_goal: None,
+            cpu_us_per_request: tally
+                .cpu
+                .filter(|_| tally.sent > 0)
+                .map(|cpu| cpu.as_secs_f64() * 1e6 / tally.sent as f64),
+            cores_busy: tally
+                .cpu
+                .filter(|_| seconds > 0.0)
+                .map(|cpu| cpu.as_secs_f64() / seconds),
         }
     }
 
