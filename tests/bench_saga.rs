@@ -125,7 +125,25 @@ fn a_small_sweep_reports_every_level_phase_and_order_and_draws_its_charts() {
                 n("per_sec")
             );
             percentiles_in_order(level, &format!("/{phase}/latency"));
+            // the process's CPU over the phase, per request and per second,
+            assert!(
+                n("cpu_us_per_request") > 0.0,
+                "level {c} {phase}: {level:#}"
+            );
+            let cpu_seconds = n("cpu_us_per_request") * n("sent") / 1e6;
+            assert!(
+                (cpu_seconds - n("cores_busy") * n("seconds")).abs() <= cpu_seconds * 0.01,
+                "level {c} {phase}: cpu_us_per_request × sent is not cores_busy × seconds"
+            );
         }
+        // with the saga's CPU compared with the single command's,
+        let cpu_ratio = number(level, "/saga/cpu_us_per_request")
+            / number(level, "/baseline/cpu_us_per_request");
+        assert!(
+            (number(level, "/ratios/cpu_per_order_vs_command") - cpu_ratio).abs()
+                <= cpu_ratio * 0.01,
+            "level {c}: {level:#}"
+        );
         // the completed and aborted sagas are the level's orders, every
         // completed order was seen confirmed, and none ended otherwise,
         let completed = number(level, "/completed");

@@ -1,6 +1,7 @@
 //! Driving a phase: requests through Kafka with bounded concurrency, a
 //! watcher of the topic their ends appear on, and what the phase measured.
 
+use super::cpu::process_cpu;
 use super::*;
 
 /// One request of a phase: a record to send and the id its end carries.
@@ -44,6 +45,9 @@ pub(super) struct Phase {
     pub(super) elapsed: Duration,
     pub(super) ends: HashMap<Uuid, End>,
     pub(super) unfinished: usize,
+    /// CPU time of the whole process from the first send to the last end
+    /// (`None` when unmeasured).
+    pub(super) cpu: Option<Duration>,
 }
 
 impl Phase {
@@ -60,6 +64,14 @@ impl Phase {
                 0.0
             },
             latency: LatencyStats::of(&self.latencies),
+            cpu_us_per_request: self
+                .cpu
+                .filter(|_| self.sent > 0)
+                .map(|cpu| cpu.as_secs_f64() * 1e6 / self.sent as f64),
+            cores_busy: self
+                .cpu
+                .filter(|_| seconds > 0.0)
+                .map(|cpu| cpu.as_secs_f64() / seconds),
         }
     }
 }
@@ -230,6 +242,7 @@ pub(super) async fn drive(
     let mut milestones = latency::new_histogram()?;
     let mut deliveries = tokio::task::JoinSet::new();
     let start = Instant::now();
+    let cpu_at_start = process_cpu();
     let mut last_end = start;
     let mut last_progress = tokio::time::Instant::now();
     loop {
@@ -292,6 +305,11 @@ pub(super) async fn drive(
             }
         }
     }
+    // CPU up to now, not to the last end: the loop leaves as soon as the
+    // last request ends (a stalled phase is reported as such anyway).
+    let cpu = process_cpu()
+        .zip(cpu_at_start)
+        .map(|(now, at_start)| now.saturating_sub(at_start));
     // What is still unsent after a stall was never in flight.
     let unfinished = pending.len() + queue.len();
     bar.finish_and_clear();
@@ -302,6 +320,7 @@ pub(super) async fn drive(
         elapsed: last_end.duration_since(start),
         ends,
         unfinished,
+        cpu,
     })
 }
 

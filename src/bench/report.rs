@@ -27,6 +27,14 @@ pub struct PhaseStats {
     pub per_sec: f64,
     /// Send → end.
     pub latency: LatencyStats,
+    /// CPU time of the whole bench process (load generator, services, the
+    /// embedded broker if any; not an outside broker) during the phase, per
+    /// request sent, µs.
+    pub cpu_us_per_request: Option<f64>,
+    /// That CPU time ÷ the phase's wall time: the cores the process kept
+    /// busy. Near the machine's core count the phase is bound by CPU, and
+    /// its throughput follows `cpu_us_per_request`.
+    pub cores_busy: Option<f64>,
 }
 
 /// Records the run's topics received during a level's saga load.
@@ -75,6 +83,10 @@ pub struct Ratios {
     pub baseline_vs_ping_pong_p50: Option<f64>,
     /// Saga orders/s ÷ raw records/s.
     pub saga_vs_raw_throughput: Option<f64>,
+    /// CPU per saga ÷ CPU per single command (each over its whole phase):
+    /// when both phases keep the cores busy, the throughput ratio cannot
+    /// exceed its inverse.
+    pub cpu_per_order_vs_command: Option<f64>,
 }
 
 /// Percentile curves `(quantile, ms)` of a level, for the charts.
@@ -224,6 +236,10 @@ fn level_report(
             confirmed_p50: ratio(confirmed.p50_ms, baseline.latency.p50_ms),
             baseline_vs_ping_pong_p50: ratio(baseline.latency.p50_ms, ping_pong.latency.p50_ms),
             saga_vs_raw_throughput: ratio(saga.per_sec, raw.per_sec),
+            cpu_per_order_vs_command: saga
+                .cpu_us_per_request
+                .zip(baseline.cpu_us_per_request)
+                .and_then(|(saga, single)| ratio(saga, single)),
         },
         curves: Curves {
             confirmed: percentile_curve(&level.saga.milestones),

@@ -217,8 +217,20 @@ fn outcome(report: &BenchReport) -> Result<(), CliError> {
 fn row(what: &str, stats: &PhaseStats) {
     let l = &stats.latency;
     println!(
-        "  {what:<22} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-        stats.ended, stats.per_sec, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+        "  {what:<22} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>6}",
+        stats.ended,
+        stats.per_sec,
+        l.p50_ms,
+        l.p90_ms,
+        l.p99_ms,
+        l.p999_ms,
+        l.max_ms,
+        stats
+            .cpu_us_per_request
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}")),
+        stats
+            .cores_busy
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
     );
 }
 
@@ -232,8 +244,8 @@ fn print_level(l: &LevelReport) {
         l.concurrency, l.orders, l.completed, l.aborted, l.unfinished, l.unexpected_outcomes
     );
     println!(
-        "  {:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "", "ended", "per s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+        "  {:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6}",
+        "", "ended", "per s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "CPU µs", "cores"
     );
     row("raw broker (1 hop)", &l.raw);
     row("ping-pong (2 hops)", &l.ping_pong);
@@ -250,6 +262,10 @@ fn print_level(l: &LevelReport) {
         times(l.ratios.p50),
         times(l.ratios.confirmed_p50),
         times(l.ratios.baseline_vs_ping_pong_p50),
+    );
+    println!(
+        "  CPU per saga ÷ CPU per single command: {} (CPU µs: the bench process's CPU time per request over the phase, an outside broker not included; cores: that CPU ÷ the phase's wall time)",
+        times(l.ratios.cpu_per_order_vs_command),
     );
     println!(
         "  Kafka records per order: {} ({} records during the saga load, heartbeats not counted)\n",
