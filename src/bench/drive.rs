@@ -118,18 +118,28 @@ pub(super) fn reply_end(message: &BorrowedMessage<'_>) -> Option<(Uuid, End)> {
     Some((reply.command_id.as_uuid(), end))
 }
 
-/// The order whose saga a record on `orders.events` ends, if it does. The
-/// `stream` header says which records are saga events before decoding.
-pub(super) fn saga_end(message: &BorrowedMessage<'_>) -> Option<(Uuid, End)> {
+/// The stream a record on an event topic belongs to, from its `stream`
+/// header: which records matter is known before any payload is decoded.
+fn stream_of(message: &BorrowedMessage<'_>) -> Option<StreamId> {
     let stream = message
         .headers()?
         .iter()
         .find(|h| h.key == header::STREAM)
         .and_then(|h| h.value)?;
-    let stream: StreamId = std::str::from_utf8(stream).ok()?.parse().ok()?;
+    std::str::from_utf8(stream).ok()?.parse().ok()
+}
+
+/// The order whose saga a record on `orders.events` ends, if it does.
+pub(super) fn saga_end(message: &BorrowedMessage<'_>) -> Option<(Uuid, End)> {
+    let stream = stream_of(message)?;
     if stream.kind != StreamKind::Saga {
         return None;
     }
+    saga_end_of(message, stream)
+}
+
+/// The end a record of saga `stream` says its saga reached, if it does.
+fn saga_end_of(message: &BorrowedMessage<'_>, stream: StreamId) -> Option<(Uuid, End)> {
     let end = match decode_event::<SagaEvent>(message.payload()?).ok()?.payload {
         SagaEvent::Completed => End::Ok,
         SagaEvent::Aborted { reason } => End::Failed(reason),
@@ -143,18 +153,13 @@ pub(super) fn saga_end(message: &BorrowedMessage<'_>) -> Option<(Uuid, End)> {
 /// `Confirmed` (what a user waits for) is a milestone, its saga's
 /// `Completed`/`Aborted` the end.
 pub(super) fn saga_signal(message: &BorrowedMessage<'_>) -> Option<Signal> {
-    let stream = message
-        .headers()?
-        .iter()
-        .find(|h| h.key == header::STREAM)
-        .and_then(|h| h.value)?;
-    let stream: StreamId = std::str::from_utf8(stream).ok()?.parse().ok()?;
+    let stream = stream_of(message)?;
     match stream.kind {
         StreamKind::Order => match decode_event::<OrderEvent>(message.payload()?).ok()?.payload {
             OrderEvent::Confirmed => Some(Signal::Milestone(stream.id)),
             _ => None,
         },
-        StreamKind::Saga => saga_end(message).map(Signal::from),
+        StreamKind::Saga => saga_end_of(message, stream).map(Signal::from),
         _ => None,
     }
 }
