@@ -2,6 +2,8 @@
 # The project's test command.
 #
 # 1. Every test in the workspace; the Kafka tests run on the embedded broker.
+#    Then the unit tests of the patched rdkafka copy (vendor/rdkafka), with
+#    the versions of the workspace's lock file.
 # 2. The Kafka, saga, gateway, operator-tool, HTTP and heartbeat tests again against a real Kafka-protocol broker: Tansu, built
 #    from crates.io on first use (about 10 minutes) and started on loopback.
 #    On each broker, the Python contract test (tests/python/run.sh: a Python
@@ -17,6 +19,9 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo test --workspace (embedded broker)"
 cargo test --workspace
+echo "== the patched rdkafka's unit tests (vendor/rdkafka/PATCHES.md)"
+cp Cargo.lock vendor/rdkafka/Cargo.lock
+(cd vendor/rdkafka && CARGO_TARGET_DIR=../../target/vendor-rdkafka cargo test --lib)
 echo "== the Python contract test on the embedded broker"
 tests/python/run.sh
 
