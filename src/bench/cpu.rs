@@ -25,9 +25,40 @@ pub fn process_cpu() -> Option<Duration> {
     Some(time(usage.ru_utime) + time(usage.ru_stime))
 }
 
+/// The CPU this process used since `before` (a [`process_cpu`] reading),
+/// when both readings worked.
+pub fn cpu_since(before: Option<Duration>) -> Option<Duration> {
+    process_cpu()
+        .zip(before)
+        .map(|(now, before)| now.saturating_sub(before))
+}
+
+/// What a phase's CPU time `cpu` comes to: µs per request of the `sent`
+/// requests, and cores kept busy over its `seconds` of wall time. Each is
+/// `None` when unmeasured or when there is nothing to divide by.
+pub fn per_request(cpu: Option<Duration>, sent: usize, seconds: f64) -> (Option<f64>, Option<f64>) {
+    let cpu = cpu.map(|cpu| cpu.as_secs_f64());
+    (
+        cpu.filter(|_| sent > 0).map(|cpu| cpu * 1e6 / sent as f64),
+        cpu.filter(|_| seconds > 0.0).map(|cpu| cpu / seconds),
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::process_cpu;
+    use super::{per_request, process_cpu};
+    use std::time::Duration;
+
+    #[test]
+    fn cpu_divides_into_per_request_and_cores_busy() {
+        let two_seconds = Some(Duration::from_secs(2));
+        assert_eq!(
+            per_request(two_seconds, 1000, 4.0),
+            (Some(2000.0), Some(0.5))
+        );
+        assert_eq!(per_request(two_seconds, 0, 0.0), (None, None));
+        assert_eq!(per_request(None, 1000, 4.0), (None, None));
+    }
 
     #[test]
     fn work_on_this_thread_counts() {

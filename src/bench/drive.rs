@@ -1,7 +1,7 @@
 //! Driving a phase: requests through Kafka with bounded concurrency, a
 //! watcher of the topic their ends appear on, and what the phase measured.
 
-use super::cpu::process_cpu;
+use super::cpu::{cpu_since, per_request, process_cpu};
 use super::*;
 
 /// One request of a phase: a record to send and the id its end carries.
@@ -54,6 +54,7 @@ impl Phase {
     pub(super) fn stats(&self) -> PhaseStats {
         let ended = self.ends.len();
         let seconds = self.elapsed.as_secs_f64();
+        let (cpu_us_per_request, cores_busy) = per_request(self.cpu, self.sent, seconds);
         PhaseStats {
             sent: self.sent,
             ended,
@@ -64,14 +65,8 @@ impl Phase {
                 0.0
             },
             latency: LatencyStats::of(&self.latencies),
-            cpu_us_per_request: self
-                .cpu
-                .filter(|_| self.sent > 0)
-                .map(|cpu| cpu.as_secs_f64() * 1e6 / self.sent as f64),
-            cores_busy: self
-                .cpu
-                .filter(|_| seconds > 0.0)
-                .map(|cpu| cpu.as_secs_f64() / seconds),
+            cpu_us_per_request,
+            cores_busy,
         }
     }
 }
@@ -312,9 +307,7 @@ pub(super) async fn drive(
     }
     // CPU up to now, not to the last end: the loop leaves as soon as the
     // last request ends (a stalled phase is reported as such anyway).
-    let cpu = process_cpu()
-        .zip(cpu_at_start)
-        .map(|(now, at_start)| now.saturating_sub(at_start));
+    let cpu = cpu_since(cpu_at_start);
     // What is still unsent after a stall was never in flight.
     let unfinished = pending.len() + queue.len();
     bar.finish_and_clear();

@@ -10,7 +10,7 @@ use super::client::{Call, Load, LoadClient, Tally};
 use super::report::{OrderAnswers, PhaseKind, SagaEnds};
 use super::setup::Shop;
 use super::HttpBenchConfig;
-use crate::bench::cpu::process_cpu;
+use crate::bench::cpu::{cpu_since, process_cpu};
 use crate::bench::drive::{progress_bar, saga_end, End};
 use crate::bench::BenchError;
 use rdkafka::consumer::StreamConsumer;
@@ -42,9 +42,7 @@ async fn phase(
             bar,
         })
         .await?;
-    tally.cpu = process_cpu()
-        .zip(before)
-        .map(|(after, before)| after.saturating_sub(before));
+    tally.cpu = cpu_since(before);
     Ok(tally)
 }
 

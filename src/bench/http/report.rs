@@ -1,6 +1,7 @@
 //! What an HTTP bench run measured and checked.
 
 use super::client::Tally;
+use crate::bench::cpu::per_request;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -132,6 +133,7 @@ impl HttpPhase {
             statuses.insert("transport".into(), tally.transport_errors);
         }
         let measured = !h.is_empty();
+        let (cpu_us_per_request, cores_busy) = per_request(tally.cpu, tally.sent, seconds);
         Self {
             phase: kind.name().into(),
             request: kind.request().into(),
@@ -172,14 +174,8 @@ impl HttpPhase {
             throughput_ratio: None,
             p50_ratio: None,
             meets_read_goal: None,
-            cpu_us_per_request: tally
-                .cpu
-                .filter(|_| tally.sent > 0)
-                .map(|cpu| cpu.as_secs_f64() * 1e6 / tally.sent as f64),
-            cores_busy: tally
-                .cpu
-                .filter(|_| seconds > 0.0)
-                .map(|cpu| cpu.as_secs_f64() / seconds),
+            cpu_us_per_request,
+            cores_busy,
         }
     }
 
