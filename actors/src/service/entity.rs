@@ -9,14 +9,20 @@
 //! [`ServiceError::EntityCrashed`]. If the actor dies anyway, the reply channel
 //! of the command in flight closes, which its caller also sees as
 //! `EntityCrashed`; the router replaces the entity on the next command.
+//!
+//! Queries are answered from the entity's view (see `views`) when it is
+//! current; the entity clears it when it takes up a command and fills it
+//! when it is asked.
 
 use super::core::{EntityCore, Execute};
 use super::error::ServiceError;
 use super::mailbox::Ticket;
+use super::views::Views;
 use crate::aggregate::Aggregate;
 use crate::recovery::Recovered;
 use actix::prelude::*;
 use ordersaga_events::Reply;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -52,11 +58,28 @@ pub(crate) struct Passivate;
 
 pub(crate) struct Entity<A: Aggregate> {
     core: Option<EntityCore<A>>,
+    /// The aggregate's id.
+    id: uuid::Uuid,
+    /// Which start of this aggregate's entity this is (see `views`).
+    incarnation: u64,
+    views: Arc<Views<A>>,
 }
 
 impl<A: Aggregate> Entity<A> {
-    pub fn new(core: EntityCore<A>) -> Self {
-        Self { core: Some(core) }
+    /// Incarnation `incarnation` of the entity of `id`, whose view the
+    /// router has opened.
+    pub fn new(
+        core: EntityCore<A>,
+        id: uuid::Uuid,
+        incarnation: u64,
+        views: Arc<Views<A>>,
+    ) -> Self {
+        Self {
+            core: Some(core),
+            id,
+            incarnation,
+            views,
+        }
     }
 }
 
@@ -67,12 +90,19 @@ impl<A: Aggregate> Actor for Entity<A> {
         // Bounded by tickets (see `mailbox`), not by actix's parking capacity.
         ctx.set_mailbox_capacity(0);
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.views.close(&self.id, self.incarnation);
+    }
 }
 
 impl<A: Aggregate> Handler<Deliver<A>> for Entity<A> {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: Deliver<A>, _: &mut Self::Context) -> Self::Result {
+        // Before anything is written: from here until the next query, queries
+        // wait for this entity (see `views`).
+        self.views.clear(&self.id);
         // AtomicResponse runs one command at a time, so the core is always
         // here when a command arrives; its absence means a previous command's
         // future was dropped mid-flight, and the only safe answer is an error.
@@ -107,7 +137,9 @@ impl<A: Aggregate> Handler<Inspect<A>> for Entity<A> {
 
     fn handle(&mut self, msg: Inspect<A>, _: &mut Self::Context) {
         if let Some(core) = &self.core {
-            let _ = msg.respond.send(core.snapshot());
+            let state = core.snapshot();
+            self.views.fill(self.id, self.incarnation, &state);
+            let _ = msg.respond.send(state);
         }
     }
 }

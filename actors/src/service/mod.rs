@@ -11,6 +11,7 @@ mod error;
 mod mailbox;
 mod records;
 mod router;
+mod views;
 
 pub use self::core::{command_span, Execute};
 pub use config::ServiceConfig;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 use uuid::Uuid;
+use views::Views;
 
 /// The users service.
 pub type UserService = Service<User>;
@@ -47,6 +49,8 @@ pub struct Service<A: Aggregate> {
     mailbox: Mailbox,
     journal: Journal,
     counters: Arc<EntityCounters>,
+    /// The states the live entities last gave out (see `views`).
+    views: Arc<Views<A>>,
 }
 
 impl<A: Aggregate> Clone for Service<A> {
@@ -56,6 +60,7 @@ impl<A: Aggregate> Clone for Service<A> {
             mailbox: self.mailbox.clone(),
             journal: self.journal.clone(),
             counters: self.counters.clone(),
+            views: self.views.clone(),
         }
     }
 }
@@ -175,16 +180,19 @@ impl<A: Aggregate> Service<A> {
         }
         let mailbox = Mailbox::new(config.router_mailbox);
         let counters = Arc::new(EntityCounters::default());
+        let views = Arc::new(Views::new());
         let router = start(Router::<A>::new(
             journal.clone(),
             Arc::new(config),
             counters.clone(),
+            views.clone(),
         ));
         Self {
             router,
             mailbox,
             journal,
             counters,
+            views,
         }
     }
 
@@ -223,8 +231,14 @@ impl<A: Aggregate> Service<A> {
             .await
     }
 
-    /// The live state of aggregate `id`, as its entity holds it.
+    /// The live state of aggregate `id`, as its entity holds it: from the
+    /// state the entity last gave out when no command has run since (no
+    /// message, no wait), else from the entity, after the command it is
+    /// running (see `views`).
     pub async fn state(&self, id: Uuid) -> Result<Recovered<A>, ServiceError> {
+        if let Some(current) = self.views.get(&id) {
+            return Ok(current);
+        }
         let (respond, rx) = oneshot::channel();
         if !self.router.connected() {
             return Err(ServiceError::Stopped);

@@ -13,6 +13,7 @@ use super::core::{EntityCore, Execute};
 use super::entity::{Deliver, Entity, Inspect, Passivate, Respond};
 use super::error::ServiceError;
 use super::mailbox::{Mailbox, Ticket};
+use super::views::Views;
 use crate::aggregate::Aggregate;
 use crate::journal::{Journal, JournalError};
 use crate::recovery::Recovered;
@@ -66,6 +67,8 @@ struct Slot<A: Aggregate> {
     addr: Addr<Entity<A>>,
     mailbox: Mailbox,
     last_used: Instant,
+    /// Which start of this aggregate's entity it is (see `views`).
+    incarnation: u64,
 }
 
 /// Work for an entity that is still being recovered.
@@ -111,6 +114,10 @@ pub(crate) struct Router<A: Aggregate> {
     recovering: HashMap<Uuid, Vec<Box<Parked<A>>>>,
     /// Passivations and recoveries so far.
     counters: Arc<EntityCounters>,
+    /// The live entities' views, shared with the service's handles.
+    views: Arc<Views<A>>,
+    /// The last incarnation number given to an entity.
+    incarnations: u64,
 }
 
 impl<A: Aggregate> Router<A> {
@@ -118,6 +125,7 @@ impl<A: Aggregate> Router<A> {
         journal: Journal,
         config: Arc<ServiceConfig>,
         counters: Arc<EntityCounters>,
+        views: Arc<Views<A>>,
     ) -> Self {
         Self {
             journal,
@@ -125,11 +133,15 @@ impl<A: Aggregate> Router<A> {
             entities: HashMap::new(),
             recovering: HashMap::new(),
             counters,
+            views,
+            incarnations: 0,
         }
     }
 
-    /// Counts one passivation (an idle or evicted entity stopped).
-    fn passivate(&self, slot: &Slot<A>) {
+    /// Counts one passivation (an idle or evicted entity stopped), and
+    /// takes its view away at once: it may still finish queued commands.
+    fn passivate(&self, id: &Uuid, slot: &Slot<A>) {
+        self.views.close(id, slot.incarnation);
         slot.addr.do_send(Passivate);
         self.counters.passivated.fetch_add(1, Ordering::Relaxed);
     }
@@ -188,7 +200,10 @@ impl<A: Aggregate> Router<A> {
             }
         };
         self.counters.recovered.fetch_add(1, Ordering::Relaxed);
-        let addr = Entity::new(core).start();
+        self.incarnations += 1;
+        let incarnation = self.incarnations;
+        self.views.open(id, incarnation);
+        let addr = Entity::new(core, id, incarnation, self.views.clone()).start();
         let mailbox = Mailbox::new(self.config.entity_mailbox);
         self.entities.insert(
             id,
@@ -196,6 +211,7 @@ impl<A: Aggregate> Router<A> {
                 addr: addr.clone(),
                 mailbox: mailbox.clone(),
                 last_used: Instant::now(),
+                incarnation,
             },
         );
         for work in waiting {
@@ -218,7 +234,7 @@ impl<A: Aggregate> Router<A> {
         let count = (self.entities.len() / 10).max(1);
         for (_, id) in by_age.into_iter().take(count) {
             if let Some(slot) = self.entities.remove(&id) {
-                self.passivate(&slot);
+                self.passivate(&id, &slot);
             }
         }
     }
@@ -227,12 +243,14 @@ impl<A: Aggregate> Router<A> {
         let idle = self.config.passivate_after;
         let now = Instant::now();
         let counters = self.counters.clone();
-        self.entities.retain(|_, slot| {
+        let views = self.views.clone();
+        self.entities.retain(|id, slot| {
             let keep = slot.addr.connected() && now.duration_since(slot.last_used) < idle;
             if !keep {
                 // Queued commands run first; new ones go to a fresh entity,
                 // and the journal's version check keeps the two from
                 // overwriting each other.
+                views.close(id, slot.incarnation);
                 slot.addr.do_send(Passivate);
                 counters.passivated.fetch_add(1, Ordering::Relaxed);
             }
@@ -321,7 +339,8 @@ impl<A: Aggregate> Handler<Shutdown> for Router<A> {
     type Result = ();
 
     fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
-        for (_, slot) in self.entities.drain() {
+        for (id, slot) in self.entities.drain() {
+            self.views.close(&id, slot.incarnation);
             slot.addr.do_send(Passivate);
         }
         for (_, waiting) in self.recovering.drain() {
