@@ -46,13 +46,17 @@ static GATES: Mutex<Option<HashMap<Uuid, Gate>>> = Mutex::new(None);
 fn gate(id: Uuid) -> (oneshot::Receiver<()>, mpsc::Sender<()>) {
     let (entered, running) = oneshot::channel();
     let (release, held) = mpsc::channel();
-    GATES.lock().unwrap().get_or_insert_with(HashMap::new).insert(
-        id,
-        Gate {
-            entered,
-            release: held,
-        },
-    );
+    GATES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(
+            id,
+            Gate {
+                entered,
+                release: held,
+            },
+        );
     (running, release)
 }
 
