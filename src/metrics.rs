@@ -183,6 +183,10 @@ pub struct Snapshot {
     pub live_entities: usize,
     /// Entities passivated (idle or evicted) since start.
     pub passivations: u64,
+    /// Queries answered from an entity's view since start.
+    pub queries_from_views: u64,
+    /// Queries answered by the entity since start.
+    pub queries_from_entities: u64,
     /// Sagas waiting for replies (orders only).
     pub sagas_waiting: Option<usize>,
     /// Whether every consumer owns partitions.
@@ -246,6 +250,21 @@ pub fn render(snapshot: &Snapshot) -> Result<String, prometheus::Error> {
     )?;
     passivations.inc_by(snapshot.passivations);
     now.register(Box::new(passivations))?;
+    let queries = IntCounterVec::new(
+        Opts::new(
+            "ordersaga_queries_total",
+            "Queries of live aggregates since start, by what answered them: the entity's view (no message) or the entity",
+        )
+        .const_label("service", service),
+        &["answered_by"],
+    )?;
+    queries
+        .with_label_values(&["view"])
+        .inc_by(snapshot.queries_from_views);
+    queries
+        .with_label_values(&["entity"])
+        .inc_by(snapshot.queries_from_entities);
+    now.register(Box::new(queries))?;
     let ready = IntGauge::with_opts(
         Opts::new("ordersaga_ready", "1 when every consumer owns partitions")
             .const_label("service", service),

@@ -206,6 +206,22 @@ async fn metrics_parse_and_move_when_commands_flow() {
         scraped(users, "ordersaga_ready", &[("service", "users")]).await,
         1.0
     );
+    // Queries count by what answered them: with no command since the read
+    // above, the user's entity has given out its state, so the next reads
+    // come from its view.
+    let by = |answered_by| [("service", "users"), ("answered_by", answered_by)];
+    let views_before = scraped(users, "ordersaga_queries_total", &by("view")).await;
+    for _ in 0..2 {
+        let answer = request(users, "GET", &format!("/users/{user}"), None).await;
+        assert_eq!(answer.json()["balance"], 500);
+    }
+    let views = scraped(users, "ordersaga_queries_total", &by("view")).await;
+    assert!(views >= views_before + 1.0, "{views_before} → {views}");
+    let by_entity = scraped(users, "ordersaga_queries_total", &by("entity")).await;
+    assert!(
+        by_entity >= 1.0,
+        "the first read asked the entity: {by_entity}"
+    );
     shop.stop().await;
 }
 

@@ -143,6 +143,8 @@ async fn a_read_with_no_command_since_the_last_is_answered_without_the_entity() 
     // router or the entity, nothing to wait for.
     let again = now(tallies.state(id)).expect("answered at once");
     assert_eq!(again.unwrap(), first);
+    let counted = tallies.queries();
+    assert_eq!((counted.from_entities, counted.from_views), (1, 1));
 }
 
 #[actix_rt::test]

@@ -151,17 +151,19 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     (status = 200, description = "The Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, Problem> {
     let stats = state.journal.stats();
-    let (service, live_entities, passivations, sagas_waiting) = match &state.backend {
+    let (service, live_entities, passivations, queries, sagas_waiting) = match &state.backend {
         Backend::Users(users) => (
             "users",
             users.live_entities().await,
             users.passivations(),
+            users.queries(),
             None,
         ),
         Backend::Inventory(products) => (
             "inventory",
             products.live_entities().await,
             products.passivations(),
+            products.queries(),
             None,
         ),
         Backend::Orders { orders, sagas } => {
@@ -174,6 +176,7 @@ async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, Problem> {
                 "orders",
                 live,
                 passivations,
+                orders.queries() + sagas.queries(),
                 Some(state.journal.scheduled()),
             )
         }
@@ -187,6 +190,8 @@ async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, Problem> {
         flush_seconds: stats.flush_micros as f64 / 1e6,
         live_entities: live_entities?,
         passivations,
+        queries_from_views: queries.from_views,
+        queries_from_entities: queries.from_entities,
         sagas_waiting,
         ready: state.readiness.borrow().ready,
     };

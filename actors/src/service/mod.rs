@@ -43,6 +43,26 @@ pub type InventoryService = Service<Product>;
 /// The orders service.
 pub type OrderService = Service<Order>;
 
+/// How a service's queries ([`Service::state`]) were answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryCounts {
+    /// From the state an entity last gave out, with no message to it.
+    pub from_views: u64,
+    /// By the entity, recovered first if it was not in memory.
+    pub from_entities: u64,
+}
+
+impl std::ops::Add for QueryCounts {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            from_views: self.from_views + other.from_views,
+            from_entities: self.from_entities + other.from_entities,
+        }
+    }
+}
+
 /// A handle to a running service. Cheap to clone.
 pub struct Service<A: Aggregate> {
     router: Addr<Router<A>>,
@@ -237,8 +257,14 @@ impl<A: Aggregate> Service<A> {
     /// running (see `views`).
     pub async fn state(&self, id: Uuid) -> Result<Recovered<A>, ServiceError> {
         if let Some(current) = self.views.get(&id) {
+            self.counters
+                .queries_from_views
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(current);
         }
+        self.counters
+            .queries_from_entities
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (respond, rx) = oneshot::channel();
         if !self.router.connected() {
             return Err(ServiceError::Stopped);
@@ -273,6 +299,15 @@ impl<A: Aggregate> Service<A> {
         self.counters
             .recovered
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How the queries since the service started were answered.
+    pub fn queries(&self) -> QueryCounts {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        QueryCounts {
+            from_views: load(&self.counters.queries_from_views),
+            from_entities: load(&self.counters.queries_from_entities),
+        }
     }
 
     /// How many entities are in memory now.

@@ -103,6 +103,10 @@ pub(crate) struct EntityCounters {
     /// entity started, whether its stream was empty, replayed or restored
     /// from a snapshot.
     pub recovered: AtomicU64,
+    /// Queries answered from an entity's view, with no message.
+    pub queries_from_views: AtomicU64,
+    /// Queries answered by the entity (or its recovery).
+    pub queries_from_entities: AtomicU64,
 }
 
 pub(crate) struct Router<A: Aggregate> {
