@@ -60,12 +60,13 @@ pub fn run(args: ImportArgs) -> Result<(), CliError> {
 fn print_summary(summary: &ImportSummary) {
     let store = &summary.store;
     println!(
-        "imported {} events of {} streams from {} into {} ({} index entries built, {} sagas waiting for replies)",
+        "imported {} events of {} streams from {} into {} ({} index entries built, {} accepted commands remembered, {} sagas waiting for replies)",
         store.events,
         store.streams,
         summary.source,
         store.store.display(),
         store.index_entries,
+        store.commands_remembered,
         store.waiting_sagas
     );
     println!(

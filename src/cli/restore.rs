@@ -73,13 +73,14 @@ fn print_summary(summary: &RestoreSummary) {
         store.store.display()
     );
     println!(
-        "indexes: {} archive and list entries built, {} sagas waiting for replies (their timer resends)",
-        store.index_entries, store.waiting_sagas
+        "indexes: {} archive and list entries built, {} accepted commands remembered from their events, {} sagas waiting for replies (their timer resends)",
+        store.index_entries, store.commands_remembered, store.waiting_sagas
     );
     println!(
-        "the outbox is empty (these events are on the topic already); the store has no processed \
-         commands and no consumer offsets: the service resumes its command topics from its \
-         consumer group's committed offsets, and a command delivered again is decided again"
+        "the outbox is empty (these events are on the topic already); the store has no consumer \
+         offsets: the service resumes its command topics from its consumer group's committed \
+         offsets; an accepted command delivered again is answered with its first reply, a \
+         rejected one is decided again"
     );
     if store.accounts_without_password > 0 {
         println!(

@@ -23,16 +23,21 @@
 //!   reads them from there). Publishing them again would hand every consumer
 //!   the whole history a second time; `ordersaga republish` does that on
 //!   purpose when it is wanted.
-//! - **no processed commands and no consumer offsets**: an export holds the
-//!   events, not the commands. A command consumed before and delivered again
-//!   after the import is decided again (see `restore`'s notes).
+//! - **processed commands rebuilt from the events, and no consumer
+//!   offsets**: an export holds the events, not the commands, but every
+//!   event names its command, and an accepted command's reply follows from
+//!   its events; those replies are written again, so such a command
+//!   delivered again is answered, not applied twice. A rejected one left no
+//!   event and is decided again (see `restore`'s notes).
 //! - **no secrets**: users' password hashes are never in an event; the
 //!   imported users cannot log in until their passwords are set again.
 
 use super::export::{service_of, store_path, AnyEvent, Header, ToolError, Trailer, EXPORT_VERSION};
 use indicatif::ProgressBar;
 use ordersaga_actors::aggregates::{Order, Product, Saga, User};
-use ordersaga_actors::journal::{index_imported, Import, ImportError, Seen};
+use ordersaga_actors::journal::{
+    index_imported, remember_imported_commands, Import, ImportError, Seen,
+};
 use ordersaga_actors::{Journal, JournalError};
 use ordersaga_events::codec::MAX_DECODE_BYTES;
 use ordersaga_events::topics::Service;
@@ -65,6 +70,9 @@ pub struct NewStoreSummary {
     pub streams: u64,
     /// Archive and list index entries built from the log.
     pub index_entries: u64,
+    /// Accepted commands remembered from their events (the processed
+    /// table), so that one delivered again is answered, not applied twice.
+    pub commands_remembered: u64,
     /// Sagas entered in the deadline index (still waiting for replies).
     pub waiting_sagas: u64,
     /// User accounts written without a password hash (users store only).
@@ -185,6 +193,14 @@ impl NewStore {
                 index_imported::<Order>(&journal)? + index_imported::<Saga>(&journal)?
             }
         } as u64;
+        let commands_remembered = match self.service {
+            Service::Users => remember_imported_commands::<User>(&journal)?,
+            Service::Inventory => remember_imported_commands::<Product>(&journal)?,
+            Service::Orders => {
+                remember_imported_commands::<Order>(&journal)?
+                    + remember_imported_commands::<Saga>(&journal)?
+            }
+        } as u64;
         let waiting_sagas = if self.service == Service::Orders {
             // The deadline index needs each saga's state; the orders
             // service's own indexing of existing sagas builds it (and sets
@@ -202,6 +218,7 @@ impl NewStore {
             store = %self.target.display(),
             events,
             index_entries,
+            commands_remembered,
             waiting_sagas,
             indexing_ms = indexing.elapsed().as_millis() as u64,
             "indexes built"
@@ -227,6 +244,7 @@ impl NewStore {
             events,
             streams,
             index_entries,
+            commands_remembered,
             waiting_sagas,
             accounts_without_password: self.accounts,
         })

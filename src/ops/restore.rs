@@ -29,11 +29,12 @@
 //! What the restored store lacks, and what that means when the service
 //! starts on it:
 //!
-//! - **No processed commands.** A command the lost store had handled, and
-//!   that its consumer delivers again, is decided again: most commands are
-//!   refused the second time by the state itself (a registration, a charge
-//!   or a reservation of the same order), but a repeated deposit or restock
-//!   is applied twice.
+//! - **Only the accepted commands are remembered.** Each event names the
+//!   command that caused it, and an accepted command's reply follows from
+//!   its events, so the processed table is rebuilt for those: one delivered
+//!   again is answered with its first reply, not applied twice. A rejected
+//!   command (or one accepted with no event) left nothing on the topic and
+//!   is decided again, against the restored state.
 //! - **No consumer offsets.** The service resumes each command topic from
 //!   its consumer group's committed offsets (committed every 5 s, so the
 //!   commands of the last seconds before the loss come again), or, when the

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod gateway;
 pub mod http;
+pub mod remembered;
 pub mod shop;
 
 use ordersaga::kafka::embedded::EmbeddedBroker;

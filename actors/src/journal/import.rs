@@ -12,8 +12,9 @@
 //! - no outbox records: the events are on their topic already (an export
 //!   was taken from a store that published them, a restore reads them from
 //!   the topic); publishing them again is `ordersaga republish`'s job;
-//! - no processed commands and no consumer offsets: the commands are not
-//!   known, only the events they caused;
+//! - no consumer offsets: the commands' records are not known, only the
+//!   events they caused; the processed table is rebuilt from those events
+//!   afterwards ([`super::remember_imported_commands`]);
 //! - no secrets: no event carries one.
 //!
 //! The archive and list indexes are then built from the log by the same

@@ -37,6 +37,7 @@ mod open;
 mod outbox;
 mod quarantine;
 mod records;
+mod remembered;
 mod schedule;
 mod secrets;
 mod transaction;
@@ -49,6 +50,7 @@ pub use quarantine::{CorruptRecord, OutboxBatch};
 pub use records::{
     AppendBatch, AppendReceipt, ConsumedOffset, OutboxRecord, Schedule, StreamAppend,
 };
+pub use remembered::remember_imported_commands;
 
 use keys::{event_key, offset_key, read_u64, split_event_key, unique_key};
 use open::{cursor, open_db, store_id};
