@@ -17,14 +17,14 @@ const SECRETS_MOVED: &str = "secrets-moved-v1";
 /// The marker of a store whose list indexes were built from its log.
 const LISTS_INDEXED: &str = "lists-indexed-v1";
 
-/// Runs `each` on every stored event of every `A` stream, unless `enabled`
-/// is false or the store carries `marker`; then sets the marker. Returns
-/// the sum of what `each` returned (entries written).
-fn once_per_store<A: Aggregate>(
+/// Runs `each` on every `A` stream, unless `enabled` is false or the store
+/// carries `marker`; then sets the marker (flushing what `each` wrote).
+/// Returns the sum of what `each` returned (entries written).
+pub(crate) fn once_per_store_by_stream<A: Aggregate>(
     journal: &Journal,
     enabled: bool,
     marker: &str,
-    mut each: impl FnMut(&StreamId, u64, &[u8]) -> Result<usize, JournalError>,
+    mut each: impl FnMut(&StreamId) -> Result<usize, JournalError>,
 ) -> Result<usize, JournalError> {
     if !enabled || journal.marker(marker)? {
         return Ok(0);
@@ -35,13 +35,28 @@ fn once_per_store<A: Aggregate>(
         .collect::<Result<_, _>>()?;
     let mut written = 0;
     for stream in streams {
-        for item in journal.read_stream(&stream, 1) {
-            let (sequence, bytes) = item?;
-            written += each(&stream, sequence, &bytes)?;
-        }
+        written += each(&stream)?;
     }
     journal.set_marker(marker)?;
     Ok(written)
+}
+
+/// Runs `each` on every stored event of every `A` stream, once per store
+/// (see [`once_per_store_by_stream`]).
+fn once_per_store<A: Aggregate>(
+    journal: &Journal,
+    enabled: bool,
+    marker: &str,
+    mut each: impl FnMut(&StreamId, u64, &[u8]) -> Result<usize, JournalError>,
+) -> Result<usize, JournalError> {
+    once_per_store_by_stream::<A>(journal, enabled, marker, |stream| {
+        let mut written = 0;
+        for item in journal.read_stream(stream, 1) {
+            let (sequence, bytes) = item?;
+            written += each(stream, sequence, &bytes)?;
+        }
+        Ok(written)
+    })
 }
 
 /// Builds the archive index of every `A` stream from its events. Stores

@@ -14,6 +14,7 @@
 
 use super::{Journal, JournalError};
 use crate::aggregate::Aggregate;
+use crate::migrations::once_per_store_by_stream;
 use crate::recovery::decode_stored;
 use ordersaga_events::codec::{encode, Format};
 use ordersaga_events::{CommandId, CorrelationId, Outcome, Reply, StreamId};
@@ -36,45 +37,36 @@ struct Accepted<E> {
 /// store). Returns the entries written.
 pub fn remember_imported_commands<A: Aggregate>(journal: &Journal) -> Result<usize, JournalError> {
     let marker = format!("{COMMANDS_REMEMBERED}-{}", A::KIND.tag());
-    if journal.marker(&marker)? {
-        return Ok(0);
-    }
-    let streams: Vec<StreamId> = journal
-        .streams(Some(A::KIND))
-        .map(|item| item.map(|(stream, _)| stream))
-        .collect::<Result<_, _>>()?;
-    let mut written = 0;
-    for stream in streams {
+    once_per_store_by_stream::<A>(journal, true, &marker, |stream| {
+        let mut written = 0;
         let mut open: Option<Accepted<A::Event>> = None;
-        for item in journal.read_stream(&stream, 1) {
+        for item in journal.read_stream(stream, 1) {
             let (sequence, bytes) = item?;
-            let envelope = decode_stored::<A>(&stream, sequence, &bytes)?;
-            match &mut open {
-                // A command's events are one batch: consecutive, one cause.
-                Some(command) if command.command_id == envelope.causation_id => {
-                    command.sequences.push(sequence);
-                    command.events.push(envelope.payload);
-                }
-                _ => {
-                    if let Some(done) = open.take() {
-                        written += remember::<A>(journal, &stream, done)?;
-                    }
-                    open = Some(Accepted {
-                        command_id: envelope.causation_id,
-                        correlation_id: envelope.correlation_id,
-                        sequences: vec![sequence],
-                        events: vec![envelope.payload],
-                    });
-                }
+            let envelope = decode_stored::<A>(stream, sequence, &bytes)?;
+            // A command's events are one batch: consecutive, one cause.
+            if let Some(command) = open
+                .as_mut()
+                .filter(|c| c.command_id == envelope.causation_id)
+            {
+                command.sequences.push(sequence);
+                command.events.push(envelope.payload);
+                continue;
             }
+            if let Some(done) = open.take() {
+                written += remember::<A>(journal, stream, done)?;
+            }
+            open = Some(Accepted {
+                command_id: envelope.causation_id,
+                correlation_id: envelope.correlation_id,
+                sequences: vec![sequence],
+                events: vec![envelope.payload],
+            });
         }
         if let Some(done) = open {
-            written += remember::<A>(journal, &stream, done)?;
+            written += remember::<A>(journal, stream, done)?;
         }
-    }
-    // Flushes what was written, then the marker.
-    journal.set_marker(&marker)?;
-    Ok(written)
+        Ok(written)
+    })
 }
 
 /// Writes `command`'s entry unless its id is remembered already (a command

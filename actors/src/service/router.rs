@@ -246,20 +246,17 @@ impl<A: Aggregate> Router<A> {
     fn sweep(&mut self) {
         let idle = self.config.passivate_after;
         let now = Instant::now();
-        let counters = self.counters.clone();
-        let views = self.views.clone();
-        self.entities.retain(|id, slot| {
-            let keep = slot.addr.connected() && now.duration_since(slot.last_used) < idle;
-            if !keep {
-                // Queued commands run first; new ones go to a fresh entity,
-                // and the journal's version check keeps the two from
-                // overwriting each other.
-                views.close(id, slot.incarnation);
-                slot.addr.do_send(Passivate);
-                counters.passivated.fetch_add(1, Ordering::Relaxed);
-            }
-            keep
-        });
+        let gone: Vec<(Uuid, Slot<A>)> = self
+            .entities
+            .extract_if(|_, slot| {
+                !slot.addr.connected() || now.duration_since(slot.last_used) >= idle
+            })
+            .collect();
+        // Queued commands run first; new ones go to a fresh entity, and the
+        // journal's version check keeps the two from overwriting each other.
+        for (id, slot) in gone {
+            self.passivate(&id, &slot);
+        }
     }
 }
 
