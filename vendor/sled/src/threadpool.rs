@@ -68,7 +68,11 @@ impl Queue {
         // with the notify below.
         drop(queue);
 
-        self.cv.notify_all();
+        // ordersaga patch: wake one waiting thread per task, not all of
+        // them. One task needs one thread; waking every idle IO thread for
+        // each log write made all but one go back to sleep, and a woken
+        // thread that finds the queue empty simply waits again.
+        self.cv.notify_one();
 
         len
     }
