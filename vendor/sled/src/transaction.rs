@@ -349,7 +349,9 @@ impl TransactionalTree {
     }
 
     fn unstage(&self) {
-        unimplemented!()
+        // ordersaga patch: upstream panicked here (`unimplemented!`). Staging
+        // takes no per-tree state (only the database's lock, released when
+        // its guard drops), so there is nothing to undo.
     }
 
     const fn validate(&self) -> bool {
