@@ -116,7 +116,7 @@ impl Metrics {
         let resume_rewinds = IntCounterVec::new(
             Opts::new(
                 "ordersaga_consumer_resume_rewinds_total",
-                "Partitions sought back because the broker left out records after a resume point",
+                "Partitions sought back because the broker left out records (after a resume point, or inside a partition)",
             ),
             &["service", "topic"],
         )

@@ -19,7 +19,8 @@ pub struct GatewayMetrics {
     /// for a coalesced `POST /reads`.
     pub reads_per_call: Histogram,
     /// Event partitions the projector sought back because the broker left
-    /// out records after a stored position (see `kafka/resume.rs`).
+    /// out records, after a stored position or inside a partition (see
+    /// `kafka/resume.rs`).
     pub projection_rewinds: IntCounterVec,
 }
 
@@ -56,7 +57,7 @@ impl GatewayMetrics {
         let projection_rewinds = IntCounterVec::new(
             Opts::new(
                 "ordersaga_gateway_projection_rewinds_total",
-                "Event partitions sought back because the broker left out records after a stored position",
+                "Event partitions sought back because the broker left out records (after a stored position, or inside a partition)",
             ),
             &["topic"],
         )
