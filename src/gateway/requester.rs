@@ -11,6 +11,7 @@
 //! `Idempotency-Key`) is applied once by the service, which answers the
 //! second with the stored reply; both waiters get it.
 
+use crate::kafka::resume::ResumePoints;
 use crate::kafka::{clients, KafkaConfig, TransportError};
 use ordersaga_events::codec::{decode, encode, Format};
 use ordersaga_events::reply::Reply;
@@ -199,12 +200,15 @@ fn assign_at_the_end(consumer: &StreamConsumer, topic: &str) -> Result<(), Trans
     Ok(())
 }
 
-/// Reads replies and hands each to its waiters until told to stop.
+/// Reads replies and hands each to its waiters until told to stop. A
+/// reply after a hole in a partition's offsets is read again from the hole
+/// (see `kafka/resume.rs`): a reply left out would time its request out.
 async fn deliver(
     consumer: StreamConsumer,
     waiters: Waiters,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
+    let holes = ResumePoints::default();
     loop {
         let message = tokio::select! {
             _ = stopped.changed() => return,
@@ -218,6 +222,10 @@ async fn deliver(
                 continue;
             }
         };
+        let at = (message.topic(), message.partition(), message.offset());
+        if !holes.admit(&consumer, "gateway replies", at, || {}) {
+            continue;
+        }
         let Some(payload) = message.payload() else {
             continue;
         };
