@@ -1,4 +1,5 @@
-//! Resuming a partition at a stored position, even inside a record batch.
+//! Resuming a partition at a stored position, even inside a record batch,
+//! and reading again what a broker left out of a partition.
 //!
 //! A consumer that stores its own positions (a service's command consumer,
 //! the gateway's projector) resumes each partition at the offset it stored,
