@@ -234,35 +234,22 @@ impl ResumePoints {
         (topic, partition, offset): (&str, i32, i64),
         rewound: impl FnOnce(),
     ) -> bool {
-        match self.check(topic, partition, offset) {
-            Verdict::Deliver => true,
-            Verdict::Skip => false,
-            Verdict::Rewind(to) => {
-                rewound();
-                tracing::warn!(
-                    who,
-                    topic,
-                    partition,
-                    to,
-                    "the broker left out records after the stored offset (resumed inside a batch?); reading again from earlier"
-                );
-                seek_back(consumer, who, topic, partition, to);
-                false
-            }
-            Verdict::Reread(to) => {
-                rewound();
-                tracing::warn!(
-                    who,
-                    topic,
-                    partition,
-                    from = to,
-                    before = offset,
-                    "the broker left out records inside the partition; reading them again"
-                );
-                seek_back(consumer, who, topic, partition, to);
-                false
-            }
-        }
+        let (to, why) = match self.check(topic, partition, offset) {
+            Verdict::Deliver => return true,
+            Verdict::Skip => return false,
+            Verdict::Rewind(to) => (
+                to,
+                "the broker left out records after the stored offset (resumed inside a batch?); reading again from earlier",
+            ),
+            Verdict::Reread(to) => (
+                to,
+                "the broker left out records inside the partition; reading them again",
+            ),
+        };
+        rewound();
+        tracing::warn!(who, topic, partition, to, before = offset, "{why}");
+        seek_back(consumer, who, topic, partition, to);
+        false
     }
 }
 
